@@ -1,0 +1,1 @@
+"""KALA assets, one module per domain (data, later benchmarks, training, evaluation)."""

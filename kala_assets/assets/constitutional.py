@@ -1,0 +1,95 @@
+"""Constitutional-AI data assets: the generated examples and their training-format exports."""
+
+import hashlib
+
+import dagster as dg
+from pydantic import Field
+
+from kala_assets.metadata import counts_table, numeric_metadata, preview
+from kala_assets.resources import KalaWarehouse
+from kala_lib.dataset import ConstitutionalDataset
+from kala_lib.ethics_generator import DEFAULT_SEED, DEFAULT_SIZE, EthicsExampleGenerator, GeneratorConfig
+from kala_lib.laws import LAWS, LawCategory
+
+EXAMPLES_TABLE = "constitutional_examples"
+
+class ConstitutionalExamplesConfig(dg.Config):
+    """How many examples to generate and with which seed (same inputs -> same table)."""
+
+    size: int = Field(default=DEFAULT_SIZE, description="Number of examples; the seed's base set is 800.")
+    seed: int = Field(default=DEFAULT_SEED, description="Phrasing and split seed.")
+    split_ratios: list[float] = Field(default=[0.8, 0.1, 0.1], description="train/val/test shares.")
+
+@dg.asset(
+    group_name="data",
+    kinds={"python", "duckdb"},
+    owners=["team:kala-data"],
+    code_version="constitutional_examples.v1",
+    description="Constitutional-AI examples (critique, revision, principle) for all five Laws, "
+    "in the DuckDB table `constitutional_examples`.",
+)
+def constitutional_examples(
+    context: dg.AssetExecutionContext, config: ConstitutionalExamplesConfig, warehouse: KalaWarehouse
+) -> dg.MaterializeResult:
+    generator_config = GeneratorConfig(size=config.size, seed=config.seed, split_ratios=tuple(config.split_ratios))
+    dataset = EthicsExampleGenerator(generator_config).generate()
+    context.log.info(f"generated {len(dataset)} examples (seed {config.seed})")
+    rows = warehouse.replace_table(EXAMPLES_TABLE, dataset.to_frame())
+    stats = dataset.statistics()
+    law_counts = {f"Law {k} ({LAWS[LawCategory(k)].name})": v for k, v in stats["by_law"].items()}
+    summary = "\n\n".join(
+        [
+            counts_table("law", law_counts),
+            counts_table("type", stats["by_type"]),
+            counts_table("difficulty", stats["by_difficulty"]),
+            counts_table("split", stats["by_split"]),
+        ]
+    )
+    content_hash = dataset.content_hash()
+    return dg.MaterializeResult(
+        data_version=dg.DataVersion(content_hash[:16]),
+        metadata={
+            "dagster/row_count": dg.MetadataValue.int(rows),
+            "counts": dg.MetadataValue.md(summary),
+            **numeric_metadata("law", stats["by_law"]),
+            **numeric_metadata("type", stats["by_type"]),
+            **numeric_metadata("difficulty", stats["by_difficulty"]),
+            **numeric_metadata("split", stats["by_split"]),
+            "refuse_share": dg.MetadataValue.float(stats["by_behavior"]["refuse"] / max(1, rows)),
+            "content_sha256": dg.MetadataValue.text(content_hash),
+            "warehouse": dg.MetadataValue.path(str(warehouse.database_path)),
+            "preview": preview(
+                [e.to_record() for e in dataset.examples[:: max(1, len(dataset) // 8)][:8]],
+                ["example_id", "example_type", "law_category", "difficulty", "prompt", "response_ethical"],
+            ),
+        },
+    )
+
+@dg.asset(
+    group_name="data",
+    kinds={"python", "json"},
+    owners=["team:kala-data"],
+    deps=[constitutional_examples],
+    code_version="constitutional_exports.v1",
+    description="The examples as Alpaca JSON, chat JSONL and prompt/completion JSONL under "
+    "`$KALA_DATA_DIR/exports/`, each loadable with `datasets.load_dataset('json', ...)`.",
+)
+def constitutional_exports(context: dg.AssetExecutionContext, warehouse: KalaWarehouse) -> dg.MaterializeResult:
+    import pandas as pd
+
+    dataset = ConstitutionalDataset.from_frame(pd.DataFrame(warehouse.read_records(EXAMPLES_TABLE)))
+    folder = warehouse.artifact_dir("exports")
+    paths = {
+        "alpaca": dataset.export_alpaca(folder / "constitutional_alpaca.json"),
+        "chat": dataset.export_chat_jsonl(folder / "constitutional_chat.jsonl"),
+        "completion": dataset.export_completion_jsonl(folder / "constitutional_completion.jsonl"),
+    }
+    digest = hashlib.sha256()
+    metadata: dict[str, dg.MetadataValue] = {"dagster/row_count": dg.MetadataValue.int(len(dataset))}
+    for name, path in paths.items():
+        file_hash = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest.update(file_hash.encode())
+        metadata[f"{name}_path"] = dg.MetadataValue.path(str(path))
+        metadata[f"{name}_sha256"] = dg.MetadataValue.text(file_hash)
+        context.log.info(f"wrote {name} export to {path}")
+    return dg.MaterializeResult(data_version=dg.DataVersion(digest.hexdigest()[:16]), metadata=metadata)

@@ -1,0 +1,18 @@
+"""The one ``Definitions`` object: assets, checks and resources of the KALA asset graph.
+
+Steps run in one process (``in_process_executor``): the data steps take seconds, so process
+start-up would dominate, and a single process never contends for the DuckDB file lock.
+"""
+
+import dagster as dg
+
+from kala_assets.assets import constitutional
+from kala_assets.checks import constitutional_checks
+from kala_assets.resources import KalaWarehouse
+
+defs = dg.Definitions(
+    assets=dg.load_assets_from_modules([constitutional]),
+    asset_checks=constitutional_checks,
+    resources={"warehouse": KalaWarehouse()},
+    executor=dg.in_process_executor,
+)

@@ -1,0 +1,93 @@
+"""Atomic file and DuckDB writes: a failed write never leaves a half-written artifact.
+
+Files are written to a temporary sibling and renamed into place (``os.replace`` is atomic on
+POSIX); DuckDB tables are replaced inside one transaction, so readers see the old table or the
+new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import IO, Iterator
+
+_TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class StorageError(RuntimeError):
+    """A data directory or warehouse problem the user must fix (message says how)."""
+
+
+def ensure_writable_dir(path: str | os.PathLike, what: str = "data directory") -> Path:
+    """Create ``path`` if needed and prove it is writable, or raise a StorageError naming the fix."""
+    directory = Path(path)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=directory, prefix=".kala-write-test-"):
+            pass
+    except OSError as exc:
+        raise StorageError(
+            f"the {what} {str(directory)!r} is not writable ({exc.strerror or exc}). "
+            "Set KALA_DATA_DIR to a folder you can write to, or fix its permissions."
+        ) from exc
+    return directory
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[IO]:
+    """Open a temporary file next to ``path``; on success rename it over ``path``."""
+    target = Path(path)
+    ensure_writable_dir(target.parent, what="artifact directory")
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode, encoding=None if "b" in mode else encoding) as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o666 & ~_umask())
+        os.replace(tmp_name, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp_name)
+        raise
+
+
+def _umask() -> int:
+    current = os.umask(0)
+    os.umask(current)
+    return current
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    with atomic_open(path, "w") as handle:
+        handle.write(text)
+    return Path(path)
+
+
+def check_table_name(name: str) -> str:
+    if not _TABLE_NAME.match(name):
+        raise ValueError(f"invalid table name {name!r}: use letters, digits and underscores")
+    return name
+
+
+def replace_table(connection, name: str, frame) -> int:
+    """Replace table ``name`` with the pandas/arrow ``frame`` in one transaction; returns rows.
+
+    If anything fails the transaction is rolled back and the previous table stays as it was.
+    """
+    check_table_name(name)
+    connection.register("_kala_incoming", frame)
+    try:
+        connection.execute("BEGIN TRANSACTION")
+        try:
+            connection.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM _kala_incoming')
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+    finally:
+        connection.unregister("_kala_incoming")
+    return connection.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]

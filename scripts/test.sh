@@ -1,0 +1,6 @@
+#!/usr/bin/env bash
+# Set up the environment and run the test suite. Extra arguments go to pytest (e.g. -m 'not slow').
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+exec .venv/bin/python -m pytest "$@"

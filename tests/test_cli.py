@@ -1,0 +1,60 @@
+"""The command-line contract users' scripts rely on: validate, materialize, runs in DAGSTER_HOME."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+from dagster._core.instance.ref import InstanceRef
+
+PROJECT = Path(__file__).resolve().parent.parent
+DAGSTER = str(Path(sys.executable).parent / "dagster")
+
+
+def run(args, env_extra, cwd=None):
+    """Run the dagster CLI from outside the project, so the project's .env (which points
+    DAGSTER_HOME at dagster_home/) does not override the test's temporary instance."""
+    cwd = cwd or env_extra.get("KALA_DATA_DIR", "/tmp")
+    os.makedirs(cwd, exist_ok=True)
+    env = {**os.environ, **env_extra}
+    return subprocess.run([DAGSTER, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_definitions_validate(tmp_path):
+    result = run(["definitions", "validate", "-m", "kala_assets"], {"DAGSTER_HOME": str(tmp_path)})
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_materialize_from_a_script_records_runs_in_dagster_home(tmp_path):
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text((PROJECT / "dagster_home" / "dagster.yaml").read_text())
+    data = tmp_path / "data"
+    env = {"DAGSTER_HOME": str(home), "KALA_DATA_DIR": str(data)}
+    args = ["asset", "materialize", "-m", "kala_assets", "--select", "constitutional_examples+", "-c", str(PROJECT / "configs" / "smoke.yaml")]
+    result = run(args, env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+    with duckdb.connect(str(data / "kala.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM constitutional_examples").fetchone() == (800,)
+    assert (data / "exports" / "constitutional_chat.jsonl").exists()
+
+    # The run is in the instance the UI reads (dagster dev with the same DAGSTER_HOME).
+    with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
+        runs = instance.get_runs()
+        assert len(runs) == 1 and runs[0].is_success
+        record = instance.get_latest_materialization_event(dg.AssetKey("constitutional_exports"))
+        assert record is not None
+
+
+def test_failed_run_gives_non_zero_exit_and_a_clear_message(tmp_path):
+    env = {"DAGSTER_HOME": str(tmp_path), "KALA_DATA_DIR": str(tmp_path / "data")}
+    result = run(
+        ["asset", "materialize", "-m", "kala_assets", "--select", "constitutional_examples+",
+         "--config-json", '{"ops": {"constitutional_examples": {"config": {"size": 0}}}}'],
+        env,
+    )
+    assert result.returncode != 0
+    assert "size must be positive" in result.stdout + result.stderr
