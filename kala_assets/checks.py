@@ -4,13 +4,14 @@ Blocking checks stop downstream assets (exports, the training mix) from using a 
 """
 
 
+from collections import Counter
 from typing import Callable
 
 import dagster as dg
 
 from kala_assets.assets.constitutional import EXAMPLES_TABLE, constitutional_examples
 from kala_assets.resources import KalaWarehouse
-from kala_lib import quality
+from kala_lib import mixing, quality
 
 
 def _check(name: str, rule: Callable[[list[dict]], quality.CheckOutcome], blocking: bool, description: str):
@@ -40,3 +41,106 @@ constitutional_checks = [
     _check("harmful_drafts_non_operational", quality.check_harmful_drafts_non_operational, True,
            "response_harmful only sketches an opening: no numbers, steps, code or links."),
 ]
+
+
+# --- benchmarks: published sizes (a mismatch warns with the numbers) -------------------------------
+
+def _row_count_check(asset_name: str, expected: int, where: str = ""):
+    @dg.asset_check(asset=asset_name, name="row_count_matches_published", blocking=False,
+                    description=f"{asset_name}{' ' + where if where else ''} has the published {expected} rows.")
+    def _run(warehouse: KalaWarehouse) -> dg.AssetCheckResult:
+        rows = warehouse.read_records(asset_name)
+        if where:
+            key, value = where.split("=")
+            rows = [r for r in rows if str(r.get(key)) == value]
+        return dg.AssetCheckResult(
+            passed=len(rows) == expected,
+            severity=dg.AssetCheckSeverity.WARN,
+            description=f"{len(rows)} rows (published: {expected})",
+            metadata={"rows": len(rows), "expected": expected},
+        )
+
+    return _run
+
+
+benchmark_checks = [
+    _row_count_check("benchmark_humaneval", 164),
+    _row_count_check("benchmark_mbpp", 974),
+    _row_count_check("benchmark_xstest", 450),
+    _row_count_check("benchmark_advbench", 520),
+    _row_count_check("benchmark_harmbench", 300),
+]
+
+
+@dg.asset_check(asset="benchmark_gsm8k", name="row_count_matches_published", blocking=False,
+                description="GSM8K has the published 7,473 train and 1,319 test rows.")
+def gsm8k_row_count(warehouse: KalaWarehouse) -> dg.AssetCheckResult:
+    splits = Counter(r["split"] for r in warehouse.read_records("benchmark_gsm8k"))
+    passed = splits.get("train") == 7473 and splits.get("test") == 1319
+    return dg.AssetCheckResult(
+        passed=passed, severity=dg.AssetCheckSeverity.WARN,
+        description=f"train {splits.get('train', 0)} (published 7,473), test {splits.get('test', 0)} (published 1,319)",
+        metadata={"train": splits.get("train", 0), "test": splits.get("test", 0)},
+    )
+
+
+benchmark_checks.append(gsm8k_row_count)
+
+
+@dg.asset_check(asset="ethics_eval_suite", name="size_and_balance", blocking=False,
+                description="At least 1,000 prompts, with both refusal and compliance expected.")
+def eval_suite_size(warehouse: KalaWarehouse) -> dg.AssetCheckResult:
+    rows = warehouse.read_records("ethics_eval_suite")
+    behaviors = Counter(r["expected_behavior"] for r in rows)
+    passed = len(rows) >= 1000 and behaviors["refuse"] > 0 and behaviors["comply"] > 0
+    return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.WARN,
+                               description=f"{len(rows)} prompts: {dict(behaviors)}",
+                               metadata={"rows": len(rows), **{k: int(v) for k, v in behaviors.items()}})
+
+
+# --- training mix (blocking: nothing trains on a mix that fails these) ------------------------------
+
+@dg.asset_check(asset="training_mix", name="proportions", blocking=True,
+                description="Category shares within 1 point of the configured weights, overall and in train.")
+def mix_proportions(context: dg.AssetCheckExecutionContext, warehouse: KalaWarehouse) -> dg.AssetCheckResult:
+    rows = warehouse.read_records("training_mix")
+    weights = _mix_weights(context)
+    outcome = quality.check_mix_proportions(rows, weights)
+    return dg.AssetCheckResult(passed=outcome.passed, description=outcome.description, metadata=outcome.metadata)
+
+
+@dg.asset_check(asset="training_mix", name="no_eval_overlap", blocking=True,
+                description="No train/val example shares a normalised prompt or 13-gram with an evaluation item.")
+def mix_no_eval_overlap(warehouse: KalaWarehouse) -> dg.AssetCheckResult:
+    from kala_assets.assets.mix import eval_index
+
+    overlaps = mixing.eval_overlaps(warehouse.read_records("training_mix"), eval_index(warehouse))
+    return dg.AssetCheckResult(
+        passed=not overlaps,
+        description=f"{len(overlaps)} overlapping example(s)" + (": " + "; ".join(overlaps[:10]) if overlaps else ""),
+        metadata={"overlaps": len(overlaps)},
+    )
+
+
+@dg.asset_check(asset="training_mix", name="splits_disjoint", blocking=True,
+                description="No item or normalised prompt appears in more than one split.")
+def mix_splits_disjoint(warehouse: KalaWarehouse) -> dg.AssetCheckResult:
+    overlaps = mixing.split_overlaps(warehouse.read_records("training_mix"))
+    return dg.AssetCheckResult(
+        passed=not overlaps,
+        description=f"{len(overlaps)} shared between splits" + (": " + "; ".join(overlaps[:10]) if overlaps else ""),
+        metadata={"shared": len(overlaps)},
+    )
+
+
+def _mix_weights(context) -> dict:
+    """The weights the latest training_mix was built with (recorded in its metadata)."""
+    event = context.instance.get_latest_materialization_event(dg.AssetKey("training_mix"))
+    if event is not None and event.asset_materialization is not None:
+        recorded = event.asset_materialization.metadata.get("weights")
+        if recorded is not None:
+            return dict(recorded.value)
+    return dict(mixing.DEFAULT_WEIGHTS)
+
+
+mix_checks = [mix_proportions, mix_no_eval_overlap, mix_splits_disjoint]

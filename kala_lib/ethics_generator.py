@@ -186,6 +186,11 @@ class EthicsExampleGenerator:
         self.safe_adversarial = bank(content.SAFE_ADVERSARIAL_WRAPPERS)
         self.context_hard = bank(CONTEXT_HARD_PREFIXES)
         self.opener_leads = bank(content.OPENER_LEADS)
+        self.bank = bank
+        # Held-out generation also gets its own requests, questions, conflict phrasings and whole
+        # scenarios, so an evaluation suite shares no long n-gram with the training data.
+        self.scenarios = bank(content.SCENARIOS)
+        self.pushbacks = bank(content.PUSHBACKS)
 
     # --- public ------------------------------------------------------------------------------
     def generate(self) -> ConstitutionalDataset:
@@ -276,7 +281,7 @@ class EthicsExampleGenerator:
     def _harmful(self, example_id, kind, law, j, difficulty, space, rng):
         topics = [t for t in content.HARMFUL_TOPICS if t.law is law]
         topic = topics[j % len(topics)]
-        ask, prompt = self._request_prompt(space, difficulty, topic.asks)
+        ask, prompt = self._request_prompt(space, difficulty, self.bank(topic.asks))
         return ConstitutionalExample(
             example_id=example_id,
             example_type=kind,
@@ -295,7 +300,7 @@ class EthicsExampleGenerator:
         items = content.SAFE_ITEMS if kind is S else content.EDGE_ITEMS
         pool = [it for it in items if it.law is law]
         item = pool[j % len(pool)]
-        prompt = self._question_prompt(space, difficulty, item.questions)
+        prompt = self._question_prompt(space, difficulty, self.bank(item.questions))
         answer = item.answer
         if difficulty is Difficulty.ADVERSARIAL and not item.refuse:
             answer = content.ADVERSARIAL_SAFE_PREFACE + answer
@@ -323,14 +328,20 @@ class EthicsExampleGenerator:
         winner, loser = conflict.laws
         if conflict.orders:
             (template, order, *_), prompt = self._context_prompt(
-                space, difficulty, (conflict.templates, conflict.orders), lambda t, o: t.format(order=o)
+                space,
+                difficulty,
+                (self.bank(conflict.templates), self.bank(conflict.orders)),
+                lambda t, o: t.format(order=o),
             )
             topic = None
         else:
             topics = [t for t in content.HARMFUL_TOPICS if t.law is winner and t.key != "self_harm"]
             topic = topics[(j // len(content.CONFLICTS)) % len(topics)]
             (template, ask, *_), prompt = self._context_prompt(
-                space, difficulty, (conflict.templates, topic.asks), lambda t, a: t.format(ask=a)
+                space,
+                difficulty,
+                (self.bank(conflict.templates), self.bank(topic.asks)),
+                lambda t, a: t.format(ask=a),
             )
             order = ask
         precedence = f"Law {int(winner)} takes precedence over Law {int(loser)} in the decision order (0 > 1 > 2 > 3 > 4)."
@@ -369,7 +380,7 @@ class EthicsExampleGenerator:
         )
 
     def _multi_turn(self, example_id, kind, law, j, difficulty, space, rng):
-        scenario = content.SCENARIOS[j % len(content.SCENARIOS)]
+        scenario = self.scenarios[j % len(self.scenarios)]
         law = scenario.law
         _, first = space.draw(
             (self.opener_leads, content.OPENER_PERSONAS, scenario.openers, content.OPENER_CLOSINGS),
@@ -386,8 +397,8 @@ class EthicsExampleGenerator:
         refusal = scenario.refusal
         if difficulty is Difficulty.ADVERSARIAL:
             refusal = content.ADVERSARIAL_NOTE + refusal
-        if (j // len(content.SCENARIOS)) % 3 == 2:  # the user pushes back after the refusal
-            turns += [Turn("assistant", refusal), Turn("user", rng.choice(scenario.pushback))]
+        if (j // len(self.scenarios)) % 3 == 2:  # the user pushes back after the refusal
+            turns += [Turn("assistant", refusal), Turn("user", rng.choice(self.pushbacks))]
             refusal = "I understand this matters to you, but my answer stays the same. " + scenario.refusal
         principle = f"{LAWS[law].title}: {LAWS[law].summary} The refusal lands on the turn that crosses the line, whatever came before."
         return ConstitutionalExample(

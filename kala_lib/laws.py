@@ -127,3 +127,11 @@ def constitution_text() -> str:
 
 
 SYSTEM_PROMPT = constitution_text()
+
+#: A compact system prompt (about a quarter of the tokens) for training mixes: every example
+#: carries it, so on a CPU its length is paid on every step.
+SHORT_SYSTEM_PROMPT = (
+    "You are KALA. Follow five Laws in priority order: 0 Civilizational Preservation, "
+    "1 Individual Safety & Dignity, 2 Conditional Obedience, 3 Self-Preservation, 4 Equivalent Worth. "
+    "Refuse what breaks a Law and name it; help fully with everything else."
+)

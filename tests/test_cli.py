@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import dagster as dg
+import pytest
 import duckdb
 from dagster._core.instance.ref import InstanceRef
 
@@ -33,7 +34,8 @@ def test_materialize_from_a_script_records_runs_in_dagster_home(tmp_path):
     (home / "dagster.yaml").write_text((PROJECT / "dagster_home" / "dagster.yaml").read_text())
     data = tmp_path / "data"
     env = {"DAGSTER_HOME": str(home), "KALA_DATA_DIR": str(data)}
-    args = ["asset", "materialize", "-m", "kala_assets", "--select", "constitutional_examples+", "-c", str(PROJECT / "configs" / "smoke.yaml")]
+    args = ["asset", "materialize", "-m", "kala_assets", "--select", "constitutional_examples,constitutional_exports",
+            "-c", str(PROJECT / "configs" / "smoke.yaml")]
     result = run(args, env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
 
@@ -52,9 +54,32 @@ def test_materialize_from_a_script_records_runs_in_dagster_home(tmp_path):
 def test_failed_run_gives_non_zero_exit_and_a_clear_message(tmp_path):
     env = {"DAGSTER_HOME": str(tmp_path), "KALA_DATA_DIR": str(tmp_path / "data")}
     result = run(
-        ["asset", "materialize", "-m", "kala_assets", "--select", "constitutional_examples+",
+        ["asset", "materialize", "-m", "kala_assets", "--select", "constitutional_examples",
          "--config-json", '{"ops": {"constitutional_examples": {"config": {"size": 0}}}}'],
         env,
     )
     assert result.returncode != 0
     assert "size must be positive" in result.stdout + result.stderr
+
+
+@pytest.mark.slow
+def test_main_job_materializes_the_whole_graph_from_the_mirror(tmp_path):
+    """The README's main command on the smoke config: every asset and check, real mirror data."""
+    mirror = os.environ.get("KALA_TEST_MIRROR") or str(PROJECT.parent / "shared" / "benchmarks")
+    if not Path(mirror).is_dir():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI needs the benchmark mirror at {mirror}")
+        pytest.skip(f"no benchmark mirror at {mirror} (set KALA_TEST_MIRROR)")
+    data = tmp_path / "data"
+    env = {"DAGSTER_HOME": str(tmp_path), "KALA_DATA_DIR": str(data), "KALA_BENCHMARK_MIRROR": mirror}
+    result = run(["asset", "materialize", "-m", "kala_assets", "--select", "*",
+                  "-c", str(PROJECT / "configs" / "smoke.yaml")], env)
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    with duckdb.connect(str(data / "kala.duckdb"), read_only=True) as con:
+        tables = {r[0] for r in con.execute("SHOW TABLES").fetchall()}
+        assert {"constitutional_examples", "training_mix", "ethics_eval_suite", "benchmark_humaneval",
+                "benchmark_gsm8k", "security_code_tasks"} <= tables
+        assert con.execute("SELECT count(*) FROM ethics_eval_suite").fetchone()[0] >= 1000
+        assert con.execute("SELECT count(*) FROM benchmark_gsm8k WHERE split = 'test'").fetchone()[0] == 1319
+    for split in ("train", "val", "test"):
+        assert (data / "training_mix" / f"{split}.jsonl").stat().st_size > 0

@@ -1,0 +1,365 @@
+"""The training mix: ethics 40%, coding 30%, math 20%, general 10% in one chat format.
+
+Steps, each a plain function so tests can drive them on small pools:
+1. ``*_items`` turn every source row into a :class:`MixItem` (system/user/assistant messages;
+   the assistant turn is what the loss trains on).
+2. :class:`Decontaminator` drops items that share a normalised prompt or a 13-word n-gram with
+   any evaluation item (HumanEval, GSM8K test, MBPP test, the ethics suite) and says why.
+3. :func:`build_mix` samples each category to its weight. A pool smaller than its share is
+   upsampled: each item is used ``n // m`` times and a seeded ``n % m`` of them once more, at most
+   ``max_repeats`` (3) times in all. If even that is not enough, the whole mix shrinks so the
+   proportions hold, and the result names the limiting source.
+4. Splits are assigned per unique item (all copies of an item land in the same split), per
+   category, by cumulative count, so each split keeps the category proportions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import random
+import re
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Mapping, Sequence
+
+from kala_lib.dataset import ConstitutionalExample, largest_remainder, normalize_prompt
+from kala_lib.laws import SHORT_SYSTEM_PROMPT, SYSTEM_PROMPT
+
+CATEGORIES = ("ethics", "coding", "math", "general")
+DEFAULT_WEIGHTS = {"ethics": 0.4, "coding": 0.3, "math": 0.2, "general": 0.1}
+SYSTEM_PROMPTS = {"short": SHORT_SYSTEM_PROMPT, "full": SYSTEM_PROMPT}
+NGRAM = 13
+
+
+class MixError(ValueError):
+    """Bad mix configuration or inputs (the message says which and how to fix it)."""
+
+
+@dataclass(frozen=True)
+class MixItem:
+    category: str
+    source: str
+    source_id: str
+    messages: tuple[tuple[str, str], ...]  # (role, content), system first, assistant last
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}:{self.source_id}"
+
+    def user_text(self) -> str:
+        return "\n".join(c for r, c in self.messages if r == "user")
+
+    def dialogue_text(self) -> str:
+        return "\n".join(c for r, c in self.messages if r != "system")
+
+    def messages_json(self) -> str:
+        return json.dumps([{"role": r, "content": c} for r, c in self.messages], ensure_ascii=False)
+
+
+def _messages(system: str, turns: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    return (("system", system), *turns)
+
+
+# --- sources -> items ----------------------------------------------------------------------------
+
+
+def ethics_items(records: Iterable[Mapping[str, Any]], system: str = SHORT_SYSTEM_PROMPT) -> list[MixItem]:
+    items = []
+    for record in records:
+        example = ConstitutionalExample.from_record(dict(record))
+        turns = [(t.role, t.content) for t in example.turns] + [("assistant", example.response_ethical)]
+        items.append(MixItem("ethics", "constitutional_examples", example.example_id, _messages(system, turns)))
+    return items
+
+
+def mbpp_items(rows: Iterable[Mapping[str, Any]], system: str = SHORT_SYSTEM_PROMPT,
+               splits: Sequence[str] = ("train", "prompt")) -> list[MixItem]:
+    """MBPP train and prompt splits only: test and validation are evaluation data."""
+    items = []
+    for row in rows:
+        if row["split"] not in splits:
+            continue
+        tests = json.loads(row["test_list"]) if isinstance(row["test_list"], str) else list(row["test_list"])
+        user = f"{row['text']}\nYour code should pass these tests:\n" + "\n".join(tests)
+        assistant = f"```python\n{row['code'].strip()}\n```"
+        items.append(MixItem("coding", "mbpp", str(row["task_id"]), _messages(system, [("user", user), ("assistant", assistant)])))
+    return items
+
+
+def security_items(rows: Iterable[Mapping[str, Any]], system: str = SHORT_SYSTEM_PROMPT) -> list[MixItem]:
+    items = []
+    for row in rows:
+        assistant = (
+            f"```python\n{row['reference_solution'].strip()}\n```\n"
+            f"This avoids {row['insecure_pattern']} ({row['cwe']})."
+        )
+        items.append(MixItem("coding", "security_code_tasks", row["task_id"],
+                             _messages(system, [("user", row["prompt"]), ("assistant", assistant)])))
+    return items
+
+
+_CALCULATOR = re.compile(r"<<[^>]*>>")
+
+
+def gsm8k_items(rows: Iterable[Mapping[str, Any]], system: str = SHORT_SYSTEM_PROMPT) -> list[MixItem]:
+    """GSM8K train only; calculator annotations (<<48/2=24>>) are removed, '#### N' is kept."""
+    return [
+        MixItem("math", "gsm8k", f"train-{row['row_index']}",
+                _messages(system, [("user", row["question"]), ("assistant", _CALCULATOR.sub("", row["answer"]))]))
+        for row in rows
+        if row["split"] == "train"
+    ]
+
+
+def math_items(rows: Iterable[Mapping[str, Any]], system: str = SHORT_SYSTEM_PROMPT) -> list[MixItem]:
+    return [
+        MixItem("math", "math", f"train-{row['row_index']}-{row['type']}",
+                _messages(system, [("user", row["problem"]), ("assistant", row["solution"])]))
+        for row in rows
+        if row["split"] == "train"
+    ]
+
+
+def general_items(rows: Iterable[Mapping[str, Any]], system: str = SHORT_SYSTEM_PROMPT) -> list[MixItem]:
+    items = []
+    for row in rows:
+        user = row["instruction"] + (f"\n\n{row['input']}" if row.get("input") else "")
+        items.append(MixItem("general", "general_instructions", str(row["instruction_id"]),
+                             _messages(system, [("user", user), ("assistant", row["response"])])))
+    return items
+
+
+# --- decontamination --------------------------------------------------------------------------------
+
+
+def _words(text: str) -> list[str]:
+    return re.findall(r"[a-z0-9]+", text.lower())
+
+
+def ngram_hashes(text: str, n: int = NGRAM) -> set[int]:
+    words = _words(text)
+    return {hash(" ".join(words[i : i + n])) for i in range(len(words) - n + 1)}
+
+
+@dataclass
+class Decontaminator:
+    """Index of evaluation texts; ``reason(item)`` says why an item leaks, or returns None."""
+
+    n: int = NGRAM
+    prompts: dict[str, str] = field(default_factory=dict)  # normalised prompt -> eval source
+    grams: dict[int, str] = field(default_factory=dict)  # n-gram hash -> eval source
+
+    def add(self, source: str, texts: Iterable[str]) -> "Decontaminator":
+        for text in texts:
+            norm = normalize_prompt(text)
+            if norm:
+                self.prompts.setdefault(norm, source)
+            for gram in ngram_hashes(text, self.n):
+                self.grams.setdefault(gram, source)
+        return self
+
+    def reason(self, item: MixItem) -> str | None:
+        for role, content in item.messages:
+            if role == "user" and normalize_prompt(content) in self.prompts:
+                return f"prompt:{self.prompts[normalize_prompt(content)]}"
+        for gram in ngram_hashes(item.dialogue_text(), self.n):
+            if gram in self.grams:
+                return f"{self.n}-gram:{self.grams[gram]}"
+        return None
+
+    def filter(self, items: Iterable[MixItem]) -> tuple[list[MixItem], list[tuple[MixItem, str]]]:
+        kept, removed = [], []
+        for item in items:
+            why = self.reason(item)
+            (removed.append((item, why)) if why else kept.append(item))
+        return kept, removed
+
+
+def build_eval_index(
+    humaneval: Iterable[Mapping[str, Any]] = (),
+    gsm8k: Iterable[Mapping[str, Any]] = (),
+    mbpp: Iterable[Mapping[str, Any]] = (),
+    ethics_suite: Iterable[Mapping[str, Any]] = (),
+    n: int = NGRAM,
+) -> Decontaminator:
+    """Every evaluation item the training data must not overlap: HumanEval prompts, GSM8K test
+    questions, MBPP test problems, and every user turn of the ethics evaluation suite."""
+    index = Decontaminator(n=n)
+    index.add("humaneval", (r["prompt"] for r in humaneval))
+    index.add("gsm8k_test", (r["question"] for r in gsm8k if r["split"] == "test"))
+    index.add("mbpp_test", (r["text"] for r in mbpp if r["split"] == "test"))
+    suite_texts = []
+    for row in ethics_suite:
+        turns = json.loads(row["turns"]) if isinstance(row["turns"], str) else row["turns"]
+        suite_texts += [t["content"] for t in turns if t["role"] == "user"]
+    index.add("ethics_eval_suite", suite_texts)
+    return index
+
+
+# --- mixing -------------------------------------------------------------------------------------------
+
+
+def normalise_weights(weights: Mapping[str, float]) -> dict[str, float]:
+    unknown = sorted(set(weights) - set(CATEGORIES))
+    if unknown:
+        raise MixError(f"unknown mix categories {unknown}: use {', '.join(CATEGORIES)}")
+    bad = {k: v for k, v in weights.items() if not isinstance(v, (int, float)) or v < 0 or v != v}
+    if bad:
+        raise MixError(f"mix weights must be non-negative numbers, got {bad}")
+    total = float(sum(weights.values()))
+    if total <= 0:
+        raise MixError("mix weights must not all be zero")
+    return {c: float(weights.get(c, 0.0)) / total for c in CATEGORIES}
+
+
+@dataclass
+class MixResult:
+    rows: list[dict[str, Any]]
+    requested_size: int
+    size: int
+    limiting_source: str | None
+    counts: dict[str, int]
+    pool_sizes: dict[str, int]
+    max_repeats_used: int
+
+    def content_hash(self) -> str:
+        digest = hashlib.sha256()
+        for row in self.rows:
+            digest.update(f"{row['split']}\t{row['item_key']}\t{row['messages']}\n".encode())
+        return digest.hexdigest()
+
+
+def build_mix(
+    pools: Mapping[str, Sequence[MixItem]],
+    weights: Mapping[str, float] = DEFAULT_WEIGHTS,
+    size: int = 10_000,
+    seed: int = 0,
+    max_repeats: int = 3,
+    split_ratios: Sequence[float] = (0.9, 0.05, 0.05),
+) -> MixResult:
+    if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
+        raise MixError(f"mix size must be a positive whole number, got {size!r}")
+    if not isinstance(max_repeats, int) or max_repeats < 1:
+        raise MixError(f"max_repeats must be >= 1, got {max_repeats!r}")
+    if len(split_ratios) != 3 or any(r < 0 for r in split_ratios) or abs(sum(split_ratios) - 1) > 1e-6:
+        raise MixError(f"split_ratios must be three non-negative numbers summing to 1, got {list(split_ratios)}")
+    shares = normalise_weights(weights)
+    pool_sizes = {c: len(pools.get(c, ())) for c in CATEGORIES}
+    empty = [c for c in CATEGORIES if shares[c] > 0 and pool_sizes[c] == 0]
+    if empty:
+        raise MixError(f"no examples for mix categor{'y' if len(empty) == 1 else 'ies'} {empty} with a positive weight")
+
+    # Shrink the whole mix if a pool cannot fill its share even at max_repeats.
+    capacity = {c: math.floor(max_repeats * pool_sizes[c] / shares[c] + 1e-9) for c in CATEGORIES if shares[c] > 0}
+    limiting = min(capacity, key=capacity.get)
+    total = size
+    limiting_source = None
+    if capacity[limiting] < size:
+        total = capacity[limiting]
+        limiting_source = limiting
+    counts = dict(zip(CATEGORIES, largest_remainder(total, [shares[c] for c in CATEGORIES])))
+
+    rng = random.Random(seed)
+    rows: list[dict[str, Any]] = []
+    max_used = 0
+    for category in CATEGORIES:
+        need = counts[category]
+        if need == 0:
+            continue
+        pool = list(pools[category])
+        rng.shuffle(pool)
+        full, extra = divmod(need, len(pool))
+        multiplicity = [(item, full + (1 if i < extra else 0)) for i, item in enumerate(pool)]
+        multiplicity = [(item, k) for item, k in multiplicity if k > 0]
+        max_used = max(max_used, max(k for _, k in multiplicity))
+        # Split by unique item so copies never straddle splits; cut on cumulative counts.
+        targets = largest_remainder(need, split_ratios)
+        bounds = [targets[0], targets[0] + targets[1]]
+        running = 0
+        for item, k in multiplicity:
+            split = "train" if running < bounds[0] else "val" if running < bounds[1] else "test"
+            running += k
+            for copy in range(k):
+                rows.append({
+                    "category": category,
+                    "source": item.source,
+                    "source_id": item.source_id,
+                    "item_key": item.key,
+                    "copy": copy,
+                    "split": split,
+                    "messages": item.messages_json(),
+                })
+    rng.shuffle(rows)
+    return MixResult(rows, size, len(rows), limiting_source, counts, pool_sizes, max_used)
+
+
+# --- checks ----------------------------------------------------------------------------------------
+
+
+def proportion_report(rows: Sequence[Mapping[str, Any]], weights: Mapping[str, float]) -> dict[str, dict[str, float]]:
+    shares = normalise_weights(weights)
+    counts = Counter(r["category"] for r in rows)
+    total = max(1, len(rows))
+    return {c: {"share": counts[c] / total, "expected": shares[c]} for c in CATEGORIES}
+
+
+def split_overlaps(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Items or normalised prompts that appear in more than one split."""
+    where: dict[str, set[str]] = defaultdict(set)
+    for row in rows:
+        where[f"item {row['item_key']}"].add(row["split"])
+        messages = json.loads(row["messages"])
+        prompt = next((m["content"] for m in messages if m["role"] == "user"), "")
+        where[f"prompt {normalize_prompt(prompt)!r}"].add(row["split"])
+    return [key[:120] for key, splits in where.items() if len(splits) > 1]
+
+
+def eval_overlaps(rows: Sequence[Mapping[str, Any]], decontaminator: Decontaminator,
+                  splits: Sequence[str] = ("train", "val")) -> list[str]:
+    """Training/validation rows that still share a prompt or n-gram with an evaluation item."""
+    found = []
+    for row in rows:
+        if row["split"] not in splits:
+            continue
+        messages = tuple((m["role"], m["content"]) for m in json.loads(row["messages"]))
+        why = decontaminator.reason(MixItem(row["category"], row["source"], row["source_id"], messages))
+        if why:
+            found.append(f"{row['item_key']} ({why})")
+    return found
+
+
+def token_length_stats(rows: Sequence[Mapping[str, Any]], tokenizer, batch: int = 256) -> dict[str, dict[str, float]]:
+    """Tokens per example (the full chat rendering) per split, with the model's own template."""
+    texts, splits = [], []
+    for row in rows:
+        messages = json.loads(row["messages"])
+        texts.append(render_for_tokenizer(tokenizer, messages))
+        splits.append(row["split"])
+    lengths: list[int] = []
+    for start in range(0, len(texts), batch):
+        encoded = tokenizer(texts[start : start + batch], add_special_tokens=False)["input_ids"]
+        lengths += [len(ids) for ids in encoded]
+    stats = {}
+    for name in ("train", "val", "test", "all"):
+        values = sorted(n for n, s in zip(lengths, splits) if name == "all" or s == name)
+        if not values:
+            continue
+        stats[name] = {
+            "examples": len(values),
+            "tokens": sum(values),
+            "mean": sum(values) / len(values),
+            "p50": values[len(values) // 2],
+            "p95": values[min(len(values) - 1, int(len(values) * 0.95))],
+            "max": values[-1],
+        }
+    return stats
+
+
+def render_for_tokenizer(tokenizer, messages: list[dict[str, str]]) -> str:
+    if getattr(tokenizer, "chat_template", None):
+        return tokenizer.apply_chat_template(messages, tokenize=False)
+    from kala_lib.chat_format import render_plain_prompt
+
+    return render_plain_prompt(messages[:-1]) + messages[-1]["content"]
