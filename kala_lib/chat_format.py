@@ -20,3 +20,18 @@ def render_plain_prompt(messages: list[dict[str, str]], add_generation_prompt: b
     if add_generation_prompt:
         parts.append(_HEADERS["assistant"] + "\n")
     return "\n\n".join(parts)
+
+
+def render_prompt(tokenizer, messages: list[dict[str, str]], prompt_format: str) -> str:
+    """The text a model sees before it answers: its chat template, or KALA's plain format."""
+    if prompt_format == "chat_template":
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    return render_plain_prompt(messages)
+
+
+def end_of_turn(tokenizer, prompt_format: str) -> str:
+    """What closes an assistant turn, so the model learns to stop."""
+    # convert_tokens_to_ids, not get_vocab(): building the vocab dict costs ~30 ms per call.
+    if prompt_format == "chat_template" and tokenizer.convert_tokens_to_ids("<|im_end|>") not in (None, tokenizer.unk_token_id):
+        return "<|im_end|>"
+    return tokenizer.eos_token or ""

@@ -21,15 +21,40 @@ class ModelError(RuntimeError):
     """A missing or unknown model (the message says how to fix it)."""
 
 
+SOURCES = ("embedded-gguf", "hub", "local", "random-init")
+DTYPES = ("float32", "float16", "bfloat16")
+QUANTIZATIONS = (None, "8bit", "4bit")
+PROMPT_FORMATS = ("chat_template", "plain")
+
+
 @dataclass(frozen=True)
 class ModelProfile:
+    """Everything the trainer needs to know about a base model, as data."""
+
     name: str
-    source: str  # "embedded-gguf" or "hub"
-    model_id: str  # hub id, or the GGUF path inside the embedded wheel
+    source: str  # embedded-gguf | hub | local (a folder) | random-init (tests: a tiny model built in-process)
+    model_id: str  # GGUF path in the wheel, hub id, folder, or architecture ("gpt_neox") for random-init
     dtype: str = "float32"
     quantization: str | None = None  # None, "8bit" or "4bit" (bitsandbytes)
     target_modules: tuple[str, ...] = ()
     prompt_format: str = "chat_template"  # or "plain" (### System/User/Assistant blocks)
+    tokenizer: str | None = None  # another profile whose tokenizer to use (random-init models)
+    init_config: tuple[tuple[str, object], ...] = ()  # architecture kwargs for random-init
+
+    def __post_init__(self):
+        problems = []
+        if self.source not in SOURCES:
+            problems.append(f"source {self.source!r} not in {SOURCES}")
+        if self.dtype not in DTYPES:
+            problems.append(f"dtype {self.dtype!r} not in {DTYPES}")
+        if self.quantization not in QUANTIZATIONS:
+            problems.append(f"quantization {self.quantization!r} not in {QUANTIZATIONS}")
+        if self.prompt_format not in PROMPT_FORMATS:
+            problems.append(f"prompt_format {self.prompt_format!r} not in {PROMPT_FORMATS}")
+        if not self.target_modules:
+            problems.append("target_modules is empty")
+        if problems:
+            raise ModelError(f"invalid model profile {self.name!r}: " + "; ".join(problems))
 
 
 PROFILES: dict[str, ModelProfile] = {
@@ -50,14 +75,54 @@ PROFILES: dict[str, ModelProfile] = {
         target_modules=("query_key_value", "dense"),
         prompt_format="plain",
     ),
+    # A tiny randomly initialised GPT-NeoX (Pythia's architecture) for tests and CI: the production
+    # path (query_key_value/dense, plain prompts, optional 8-bit) without downloading 6.9B weights.
+    "tiny-gpt-neox": ModelProfile(
+        name="tiny-gpt-neox",
+        source="random-init",
+        model_id="gpt_neox",
+        target_modules=("query_key_value", "dense"),
+        prompt_format="plain",
+        tokenizer="smollm2-135m",
+        init_config=(("hidden_size", 64), ("num_hidden_layers", 2), ("num_attention_heads", 4),
+                     ("intermediate_size", 128), ("max_position_embeddings", 2048), ("rotary_pct", 0.25)),
+    ),
 }
+
+PROFILES_FILE = Path(__file__).resolve().parent.parent / "configs" / "model_profiles.yaml"
+
+
+def user_profiles(path: Path = PROFILES_FILE) -> dict[str, ModelProfile]:
+    """Profiles users add in configs/model_profiles.yaml (``name: {source, model_id, ...}``)."""
+    if not Path(path).exists():
+        return {}
+    import yaml
+
+    try:
+        raw = yaml.safe_load(Path(path).read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ModelError(f"{path} is not valid YAML: {exc}") from None
+    profiles = {}
+    for name, fields in raw.items():
+        try:
+            fields = dict(fields)
+            fields["target_modules"] = tuple(fields.get("target_modules") or ())
+            fields["init_config"] = tuple((fields.get("init_config") or {}).items())
+            profiles[name] = ModelProfile(name=name, **fields)
+        except TypeError as exc:
+            raise ModelError(f"{path}: profile {name!r}: {exc}") from None
+    return profiles
 
 
 def get_profile(name: str) -> ModelProfile:
+    profiles = {**PROFILES, **user_profiles()}
     try:
-        return PROFILES[name]
+        return profiles[name]
     except KeyError:
-        raise ModelError(f"unknown model profile {name!r}: choose one of {', '.join(sorted(PROFILES))}") from None
+        raise ModelError(
+            f"unknown model profile {name!r}: choose one of {', '.join(sorted(profiles))}, "
+            f"or add it to {PROFILES_FILE.name}"
+        ) from None
 
 
 def embedded_gguf_path() -> Path:
@@ -90,6 +155,8 @@ def load_tokenizer(profile: ModelProfile | str):
     from transformers import AutoTokenizer
 
     profile = get_profile(profile) if isinstance(profile, str) else profile
+    if profile.tokenizer:
+        return load_tokenizer(profile.tokenizer)
     cached = model_cache_dir() / profile.name / "tokenizer"
     if (cached / "tokenizer_config.json").exists():
         return AutoTokenizer.from_pretrained(str(cached))
@@ -109,15 +176,114 @@ def load_tokenizer(profile: ModelProfile | str):
 
 
 def _save_atomically(tokenizer, target: Path) -> None:
+    try:
+        _save_pretrained_atomically(tokenizer, target)
+    except OSError:
+        pass  # the cache is an optimisation; an unwritable cache only costs load time
+
+
+def load_model(profile: ModelProfile | str, device: str | None = None, quantization: str | None = "profile"):
+    """The base model in the profile's dtype and quantization, with frozen weights.
+
+    The embedded GGUF model is dequantised once and cached as safetensors (15 s -> 0.1 s).
+    ``quantization`` overrides the profile's ("8bit", "4bit" or None).
+    """
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    quant = profile.quantization if quantization == "profile" else quantization
+    dtype = getattr(torch, profile.dtype)
+    kwargs: dict = {"dtype": dtype}
+    if quant:
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = (
+            BitsAndBytesConfig(load_in_8bit=True) if quant == "8bit"
+            else BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dtype)
+        )
+        kwargs["device_map"] = {"": device or ("cuda" if torch.cuda.is_available() else "cpu")}
+
+    if profile.source == "embedded-gguf":
+        folder = _embedded_safetensors()
+    elif profile.source == "random-init":
+        folder = _random_init_folder(profile)
+    else:
+        folder = profile.model_id
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
+    except OSError as exc:
+        raise ModelError(
+            f"cannot load model {profile.model_id!r} for profile {profile.name!r} ({exc}). "
+            "For hub models check network access or download it first; or use the embedded 'smollm2-135m'."
+        ) from exc
+    if not quant and device:
+        model.to(device)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    return model
+
+
+def _embedded_safetensors() -> Path:
+    """A safetensors copy of the embedded GGUF model in the cache (made on first use)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    folder = model_cache_dir() / "smollm2-135m" / "model"
+    if (folder / "config.json").exists():
+        return folder
+    gguf = embedded_gguf_path()
+    model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    # The GGUF loader marks the model as quantized; it is dequantized fp32 now, so saving is plain.
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    _save_pretrained_atomically(model, folder)
+    return folder
+
+
+def _random_init_folder(profile: ModelProfile) -> Path:
+    """Build the tiny model once (seeded) and save it, so every load, 8-bit included, reads the same weights."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    folder = model_cache_dir() / profile.name / "model"
+    if (folder / "config.json").exists():
+        return folder
+    tokenizer = load_tokenizer(profile)
+    config = AutoConfig.for_model(profile.model_id, vocab_size=len(tokenizer), **dict(profile.init_config))
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config)
+    _save_pretrained_atomically(model, folder)
+    return folder
+
+
+def _save_pretrained_atomically(obj, target: Path) -> None:
+    """save_pretrained into a temporary sibling, then rename it over ``target``."""
     import shutil
     import tempfile
 
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tokenizer-"))
-        tokenizer.save_pretrained(str(staging))
-        if target.exists():
-            shutil.rmtree(target)
-        os.replace(staging, target)
-    except OSError:
-        pass  # the cache is an optimisation; an unwritable cache only costs load time
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
+    obj.save_pretrained(str(staging))
+    if target.exists():
+        shutil.rmtree(target)
+    os.replace(staging, target)
+
+
+def linear_module_names(model) -> list[str]:
+    """Short names of the model's Linear-like layers (what LoRA target_modules may name)."""
+    names = set()
+    for name, module in model.named_modules():
+        if type(module).__name__ in ("Linear", "Linear8bitLt", "Linear4bit", "Conv1D"):
+            names.add(name.rsplit(".", 1)[-1])
+    return sorted(names)
+
+
+def check_target_modules(model, target_modules) -> None:
+    available = linear_module_names(model)
+    missing = [m for m in target_modules if m not in available]
+    if missing:
+        raise ModelError(
+            f"target_modules {missing} are not in the model; its linear layers are: {', '.join(available)}"
+        )

@@ -8,6 +8,7 @@ new one, never a mix.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import re
 import tempfile
@@ -91,3 +92,31 @@ def replace_table(connection, name: str, frame) -> int:
     finally:
         connection.unregister("_kala_incoming")
     return connection.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
+
+
+def replace_partition(connection, name: str, frame, key_column: str, key) -> int:
+    """Replace the rows of table ``name`` whose ``key_column`` equals ``key`` with ``frame`` (other
+    rows stay), in one transaction; the table is created from ``frame`` if it does not exist."""
+    check_table_name(name)
+    connection.register("_kala_incoming", frame)
+    try:
+        connection.execute("BEGIN TRANSACTION")
+        try:
+            connection.execute(f'CREATE TABLE IF NOT EXISTS "{name}" AS SELECT * FROM _kala_incoming LIMIT 0')
+            connection.execute(f'DELETE FROM "{name}" WHERE "{key_column}" = ?', [key])
+            connection.execute(f'INSERT INTO "{name}" BY NAME SELECT * FROM _kala_incoming')
+            connection.execute("COMMIT")
+        except BaseException:
+            connection.execute("ROLLBACK")
+            raise
+    finally:
+        connection.unregister("_kala_incoming")
+    return len(frame)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -10,6 +10,7 @@ import pytest
 from kala_assets.definitions import defs
 
 ALL = [*defs.assets, *defs.asset_checks]
+DATA_ONLY = dg.AssetSelection.all() - dg.AssetSelection.assets("lora_adapter")  # training is tested on its own
 
 
 def run(warehouse, mix_size=300):
@@ -19,7 +20,11 @@ def run(warehouse, mix_size=300):
         "ethics_eval_suite": {"config": {"heldout_size": 200}},
         "training_mix": {"config": {"size": mix_size}},
     }
-    return dg.materialize(ALL, resources={"warehouse": warehouse}, run_config={"ops": ops})
+    return dg.materialize(ALL, resources=resources(warehouse), run_config={"ops": ops}, selection=DATA_ONLY)
+
+
+def resources(warehouse):
+    return {**defs.resources, "warehouse": warehouse}
 
 
 def rows(warehouse, sql):
@@ -66,7 +71,7 @@ def test_planted_eval_overlap_fails_the_blocking_check(built):
     with duckdb.connect(str(warehouse.database_path)) as con:
         con.execute("INSERT INTO training_mix SELECT category, source, 'planted', 'planted:1', 0, 'train', ? "
                     "FROM training_mix LIMIT 1", [planted])
-    result = dg.materialize(ALL, resources={"warehouse": warehouse},
+    result = dg.materialize(ALL, resources=resources(warehouse),
                             selection=dg.AssetSelection.checks_for_assets(dg.AssetKey("training_mix")),
                             raise_on_error=False)
     outcome = {e.check_name: e for e in result.get_asset_check_evaluations()}
@@ -79,7 +84,7 @@ def test_without_mirror_and_hub_benchmarks_fail_clearly_and_nothing_else_is_harm
     before = rows(warehouse, "SELECT count(*) FROM benchmark_gsm8k")
     monkeypatch.delenv("KALA_BENCHMARK_MIRROR")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    result = dg.materialize(ALL, resources={"warehouse": warehouse},
+    result = dg.materialize(ALL, resources=resources(warehouse),
                             selection=["benchmark_gsm8k", "constitutional_examples"],
                             run_config={"ops": {"constitutional_examples": {"config": {"size": 100}}}},
                             raise_on_error=False)
@@ -96,10 +101,48 @@ def test_without_mirror_and_hub_benchmarks_fail_clearly_and_nothing_else_is_harm
 def test_bad_mix_weights_fail_before_writing(built):
     warehouse, _ = built
     before = rows(warehouse, "SELECT count(*) FROM training_mix")
-    result = dg.materialize(ALL, resources={"warehouse": warehouse}, selection=["training_mix"],
+    result = dg.materialize(ALL, resources=resources(warehouse), selection=["training_mix"],
                             run_config={"ops": {"training_mix": {"config": {"weights": {"ethics": 1, "poetry": 1}}}}},
                             raise_on_error=False)
     assert not result.success
     error = result.get_step_failure_events()[0].step_failure_data.error
     assert "unknown mix categories ['poetry']" in error.message + (error.cause.message if error.cause else "")
     assert rows(warehouse, "SELECT count(*) FROM training_mix") == before
+
+
+def test_lora_adapter_asset_trains_through_pipes(built):
+    """The Pipes asset end to end on the tiny GPT-NeoX: adapter published, metrics in DuckDB, check."""
+    from peft import PeftModel
+
+    from kala_lib.models import load_model
+
+    warehouse, _ = built
+    config = {"model_profile": "tiny-gpt-neox", "max_steps": 2, "save_every": 1, "ethics_every": 2,
+              "ethics_harmful_prompts": 1, "ethics_benign_prompts": 1, "max_seq_len": 256,
+              "fail_on_ethics_violation": False}
+    instance = dg.DagsterInstance.ephemeral()
+    result = dg.materialize(ALL, resources=resources(warehouse), instance=instance,
+                            selection=dg.AssetSelection.assets("lora_adapter").without_checks()
+                            | dg.AssetSelection.checks_for_assets(dg.AssetKey("lora_adapter")),
+                            run_config={"ops": {"lora_adapter": {"config": config}}})
+    assert result.success
+    event = next(e for e in result.get_asset_materialization_events() if e.asset_key.path == ["lora_adapter"])
+    metadata = event.materialization.metadata
+    assert metadata["status"].value == "finished" and metadata["steps"].value == 2
+    latest = warehouse.root / "adapters" / "latest"
+    assert (latest / "adapter_config.json").exists()
+    model = PeftModel.from_pretrained(load_model("tiny-gpt-neox"), str(latest))
+    assert model.peft_config["default"].r == 16
+    assert rows(warehouse, "SELECT count(*) FROM training_metrics") == [(2,)]
+    assert rows(warehouse, "SELECT min(step), max(step) FROM training_ethics_validation") == [(0, 2)]
+    checks = {e.check_name: e.passed for e in result.get_asset_check_evaluations()}
+    assert checks == {"training_completed": True}
+    logs = [entry.user_message for entry in instance.all_logs(result.run_id)]
+    assert any("training tiny-gpt-neox with LoRA r=16" in m for m in logs)  # trainer progress, via Pipes
+    assert any(m.startswith("step 2/2 loss") for m in logs)
+
+    # Same data and settings again: the run folder is reused and training resumes (here: is done).
+    again = dg.materialize(ALL, resources=resources(warehouse), selection=["lora_adapter"],
+                           run_config={"ops": {"lora_adapter": {"config": config}}})
+    event = next(e for e in again.get_asset_materialization_events() if e.asset_key.path == ["lora_adapter"])
+    assert event.materialization.metadata["resumed_from_step"].value == 2

@@ -1,0 +1,180 @@
+"""LoRA training as an asset: the trainer runs in a subprocess through Dagster Pipes."""
+
+import hashlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import dagster as dg
+import pandas as pd
+from pydantic import Field
+
+from kala_assets.assets.mix import EVAL_SUITE_TABLE, ethics_eval_suite, training_mix
+from kala_assets.metadata import markdown_table
+from kala_assets.resources import KalaWarehouse
+from kala_lib import mixing
+from kala_lib.storage import replace_partition, sha256_file
+from kala_lib.training import TrainConfig, ethics_prompt_set
+
+METRICS_TABLE = "training_metrics"
+ETHICS_TABLE = "training_ethics_validation"
+CODE_VERSION = "lora_adapter.v1"
+
+
+class LoraTrainingConfig(dg.Config):
+    """The seed's configs/lora_training_config.yaml values are the defaults."""
+
+    model_profile: str = Field(default="smollm2-135m", description="smollm2-135m (CPU), pythia-6.9b (GPU, 8-bit), ...")
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    learning_rate: float = 2e-4
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = 0.03
+    per_device_batch_size: int = 4
+    gradient_accumulation_steps: int = 4
+    num_epochs: float = 3.0
+    max_steps: Optional[int] = Field(default=None, description="Stop after this many optimizer steps.")
+    max_seq_len: int = 512
+    max_train_examples: Optional[int] = Field(default=None, description="Train on a seeded sample of the mix.")
+    gradient_checkpointing: bool = False
+    seed: int = 42
+    save_every: int = 50
+    keep_last: int = 2
+    ethics_every: int = 100
+    ethics_harmful_prompts: int = 8
+    ethics_benign_prompts: int = 8
+    fail_on_ethics_violation: bool = True
+    ethics_drift_margin: float = 0.25
+    ethics_floor: float = 0.5
+    ethics_grace_steps: int = 200
+    wandb: bool = False
+    nproc_per_node: int = Field(default=1, description=">1 launches torchrun (DDP: NCCL on GPUs, gloo on CPU).")
+    system_prompt: str = Field(default="short", description="Must match the training_mix's system prompt.")
+
+
+@dg.asset(
+    group_name="training",
+    kinds={"pytorch", "python"},
+    owners=["team:kala-training"],
+    deps=[training_mix, ethics_eval_suite],
+    pool="gpu",
+    code_version=CODE_VERSION,
+    description="A LoRA adapter trained on training_mix (PEFT directory at $KALA_DATA_DIR/adapters/latest/), "
+    "with checkpoints, TensorBoard logs, per-step metrics in DuckDB and ethics validation during training.",
+)
+def lora_adapter(
+    context: dg.AssetExecutionContext,
+    config: LoraTrainingConfig,
+    warehouse: KalaWarehouse,
+    pipes_subprocess_client: dg.PipesSubprocessClient,
+) -> dg.MaterializeResult:
+    mix_dir = warehouse.root / "training_mix"
+    train_file, val_file = mix_dir / "train.jsonl", mix_dir / "val.jsonl"
+    if not train_file.is_file():
+        raise FileNotFoundError(f"{train_file} is missing: materialize training_mix first")
+    if config.system_prompt not in mixing.SYSTEM_PROMPTS:
+        raise ValueError(f"system_prompt must be one of {sorted(mixing.SYSTEM_PROMPTS)}")
+    settings = config.model_dump(exclude={"ethics_harmful_prompts", "ethics_benign_prompts", "nproc_per_node", "system_prompt"})
+    prompts = ethics_prompt_set(warehouse.read_records(EVAL_SUITE_TABLE), config.ethics_harmful_prompts,
+                                config.ethics_benign_prompts, seed=config.seed)
+    # Same training data + same settings + same code -> same run folder, so a re-run resumes.
+    key = hashlib.sha256(json.dumps([sha256_file(train_file), settings, prompts, CODE_VERSION], sort_keys=True)
+                         .encode()).hexdigest()[:16]
+    run_dir = warehouse.artifact_dir("training", key)
+    train_config = TrainConfig(output_dir=str(run_dir), train_file=str(train_file),
+                               val_file=str(val_file) if val_file.is_file() else None,
+                               ethics_prompts=prompts, **settings).validate()
+    config_path = run_dir / "train_config.json"
+    config_path.write_text(json.dumps(train_config.__dict__, indent=1, default=str))
+
+    launcher = [sys.executable, "-m", "kala_assets.training_entry"]
+    if config.nproc_per_node > 1:
+        launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                    f"--nproc_per_node={config.nproc_per_node}", "-m", "kala_assets.training_entry"]
+    context.log.info(f"training in {run_dir} ({' '.join(launcher[1:])})")
+    pipes_subprocess_client.run(
+        command=launcher,
+        context=context,
+        extras={"config_path": str(config_path), "system_prompt": mixing.SYSTEM_PROMPTS[config.system_prompt]},
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    result = json.loads((run_dir / "result.json").read_text())
+    _record_metrics(warehouse, run_dir, key, context.run_id)
+    latest = _publish_adapter(warehouse, Path(result["adapter_dir"]), key)
+
+    history = result["ethics_history"]
+    first, last = (history[0], history[-1]) if history else ({}, {})
+    ethics_rows = [[h["step"], _fmt(h.get("compliance")), _fmt(h.get("over_refusal"))] for h in history]
+    metadata = {
+        "status": dg.MetadataValue.text(result["status"]),
+        "steps": dg.MetadataValue.int(result["steps"]),
+        "final_loss": dg.MetadataValue.float(float(result["final_loss"] or float("nan"))),
+        "tokens_per_second": dg.MetadataValue.float(float(result["tokens_per_second"] or 0.0)),
+        "trainable_share": dg.MetadataValue.float(result["trainable_parameters"] / result["total_parameters"]),
+        "trainable_parameters": dg.MetadataValue.int(result["trainable_parameters"]),
+        "ethics_history": dg.MetadataValue.md(markdown_table(["step", "refusal on harmful", "over-refusal on benign"], ethics_rows)),
+        "refusal_rate_start": dg.MetadataValue.float(float(first.get("compliance") or 0.0)),
+        "refusal_rate_end": dg.MetadataValue.float(float(last.get("compliance") or 0.0)),
+        "over_refusal_start": dg.MetadataValue.float(float(first.get("over_refusal") or 0.0)),
+        "over_refusal_end": dg.MetadataValue.float(float(last.get("over_refusal") or 0.0)),
+        "adapter": dg.MetadataValue.path(str(latest)),
+        "run_dir": dg.MetadataValue.path(str(run_dir)),
+        "tensorboard": dg.MetadataValue.path(str(run_dir / "tensorboard")),
+        "checkpoints": dg.MetadataValue.json(result["checkpoints"]),
+        "best_checkpoint": dg.MetadataValue.text(result["best_checkpoint"] or "none"),
+        "resumed_from_step": dg.MetadataValue.int(result["resumed_from"] or 0),
+    }
+    if result["halt_reason"]:
+        metadata["halt_reason"] = dg.MetadataValue.text(result["halt_reason"])
+        context.log.warning(f"training halted: {result['halt_reason']}")
+    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(key))
+
+
+def _fmt(value):
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+def _record_metrics(warehouse: KalaWarehouse, run_dir: Path, key: str, dagster_run_id: str) -> None:
+    """Per-step metrics and ethics validations into DuckDB (this run's rows replaced, others kept)."""
+    def load(name):
+        path = run_dir / name
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()] if path.exists() else []
+
+    metrics = pd.DataFrame(load("metrics.jsonl"))
+    ethics = pd.DataFrame([{k: v for k, v in r.items() if k != "samples"} for r in load("ethics.jsonl")])
+    with warehouse.connect() as con:
+        for table, frame in ((METRICS_TABLE, metrics), (ETHICS_TABLE, ethics)):
+            if not frame.empty:
+                replace_partition(con, table, frame.assign(run_key=key, dagster_run_id=dagster_run_id), "run_key", key)
+
+
+def _publish_adapter(warehouse: KalaWarehouse, adapter: Path, key: str) -> Path:
+    """adapters/<key> holds the adapter; adapters/latest points at it (swapped atomically)."""
+    import shutil
+
+    root = warehouse.artifact_dir("adapters")
+    target = root / key
+    staging = root / f".{key}.tmp"
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(adapter, staging)
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
+    link = root / ".latest.tmp"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(key, target_is_directory=True)
+    os.replace(link, root / "latest")
+    return root / "latest"
+
+
+@dg.asset_check(asset=lora_adapter, name="training_completed", blocking=True,
+                description="Training finished; a run halted by ethics validation does not go on to evaluation.")
+def training_completed(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
+    event = context.instance.get_latest_materialization_event(lora_adapter.key)
+    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
+    status = metadata["status"].value if "status" in metadata else "unknown"
+    reason = metadata["halt_reason"].value if "halt_reason" in metadata else ""
+    return dg.AssetCheckResult(passed=status == "finished", description=f"status {status}. {reason}".strip())
