@@ -6,13 +6,14 @@ start-up would dominate, and a single process never contends for the DuckDB file
 
 import dagster as dg
 
-from kala_assets.assets import benchmarks, constitutional, mix, training
+from kala_assets.assets import benchmarks, constitutional, evaluation, mix, training
 from kala_assets.checks import benchmark_checks, constitutional_checks, eval_suite_size, mix_checks
 from kala_assets.resources import KalaWarehouse
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([constitutional, benchmarks, mix, training]),
-    asset_checks=[*constitutional_checks, *benchmark_checks, eval_suite_size, *mix_checks, training.training_completed],
+    assets=dg.load_assets_from_modules([constitutional, benchmarks, mix, training, evaluation]),
+    asset_checks=[*constitutional_checks, *benchmark_checks, eval_suite_size, *mix_checks, training.training_completed,
+                  evaluation.ethics_gate, evaluation.capability_retained],
     resources={"warehouse": KalaWarehouse(), "pipes_subprocess_client": dg.PipesSubprocessClient()},
     executor=dg.in_process_executor,
 )

@@ -89,6 +89,9 @@ def lora_adapter(
                                ethics_prompts=prompts, **settings).validate()
     config_path = run_dir / "train_config.json"
     config_path.write_text(json.dumps(train_config.__dict__, indent=1, default=str))
+    # What evaluation needs to talk to this model the way it was trained.
+    (run_dir / "run_info.json").write_text(json.dumps(
+        {"model_profile": config.model_profile, "system_prompt": mixing.SYSTEM_PROMPTS[config.system_prompt]}))
 
     launcher = [sys.executable, "-m", "kala_assets.training_entry"]
     if config.nproc_per_node > 1:

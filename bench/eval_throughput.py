@@ -1,0 +1,57 @@
+"""Benchmark: KALA's batched greedy generation against one prompt at a time, same prompts, same run.
+
+Both use `kala_lib.generation.generate` on the embedded SmolLM2 (fp32, CPU) with the KV cache;
+the baseline passes one prompt per call (batch_size=1), KALA batches prompts of similar length
+with left padding. The outputs must be identical (greedy decoding), which the script checks.
+
+    .venv/bin/python bench/eval_throughput.py [--prompts 16] [--max-new-tokens 32] [--batch 16]
+
+The last line: speedup=<ratio> prompts_s=<n>
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from kala_lib.ethics_generator import EthicsExampleGenerator, GeneratorConfig
+from kala_lib.generation import generate
+from kala_lib.laws import SHORT_SYSTEM_PROMPT
+from kala_lib.models import get_profile, load_model, load_tokenizer
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--prompts", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=32)
+    parser.add_argument("--batch", type=int, default=16)
+    args = parser.parse_args()
+    import torch
+
+    torch.set_num_threads(2)
+    profile = get_profile("smollm2-135m")
+    tokenizer, model = load_tokenizer(profile), load_model(profile)
+    examples = EthicsExampleGenerator(GeneratorConfig(size=max(50, args.prompts), seed=7, heldout=True)).generate()
+    conversations = [[{"role": "system", "content": SHORT_SYSTEM_PROMPT}, *[t.as_dict() for t in e.turns]]
+                     for e in examples.examples[: args.prompts]]
+    generate(model, tokenizer, conversations[:2], profile.prompt_format, max_new_tokens=4)  # warm-up
+
+    start = time.perf_counter()
+    single = [generate(model, tokenizer, [c], profile.prompt_format, max_new_tokens=args.max_new_tokens, batch_size=1)[0]
+              for c in conversations]
+    single_s = time.perf_counter() - start
+    start = time.perf_counter()
+    batched = generate(model, tokenizer, conversations, profile.prompt_format, max_new_tokens=args.max_new_tokens,
+                       batch_size=args.batch)
+    batched_s = time.perf_counter() - start
+    same = sum(a == b for a, b in zip(single, batched))
+    speedup = single_s / batched_s
+    print(f"prompts: {len(conversations)}, max new tokens {args.max_new_tokens}, batch {args.batch}")
+    print(f"one at a time:   {single_s:7.1f} s   {len(conversations) / single_s:6.2f} prompts/s")
+    print(f"batched:         {batched_s:7.1f} s   {len(conversations) / batched_s:6.2f} prompts/s")
+    print(f"identical outputs: {same}/{len(conversations)} (greedy; left padding can change float rounding)")
+    print(f"speedup={speedup:.2f} prompts_s={len(conversations) / batched_s:.2f}")
+
+
+if __name__ == "__main__":
+    main()
