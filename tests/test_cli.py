@@ -34,7 +34,7 @@ def test_materialize_from_a_script_records_runs_in_dagster_home(tmp_path):
     (home / "dagster.yaml").write_text((PROJECT / "dagster_home" / "dagster.yaml").read_text())
     data = tmp_path / "data"
     env = {"DAGSTER_HOME": str(home), "KALA_DATA_DIR": str(data)}
-    args = ["asset", "materialize", "-m", "kala_assets", "--select", "constitutional_examples,constitutional_exports",
+    args = ["asset", "materialize", "-m", "kala_assets", "--select", "constitutional_examples+",
             "-c", str(PROJECT / "configs" / "smoke.yaml")]
     result = run(args, env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -47,6 +47,7 @@ def test_materialize_from_a_script_records_runs_in_dagster_home(tmp_path):
     with dg.DagsterInstance.from_ref(InstanceRef.from_dir(str(home))) as instance:
         runs = instance.get_runs()
         assert len(runs) == 1 and runs[0].is_success
+        assert runs[0].asset_selection == {dg.AssetKey("constitutional_examples"), dg.AssetKey("constitutional_exports")}
         record = instance.get_latest_materialization_event(dg.AssetKey("constitutional_exports"))
         assert record is not None
 
