@@ -1,0 +1,82 @@
+"""The retrain sensor against a temporary instance: change -> one request; no change, a run in
+progress, or a failed blocking check -> none; the cursor advances. And the run-failure recorder."""
+
+import dagster as dg
+import duckdb
+import pytest
+from dagster._core.storage.dagster_run import DagsterRun
+
+from kala_assets.definitions import defs
+from kala_assets.resources import KalaWarehouse
+from kala_assets.sensors import TRAINING_MIX, record_run_failures, retrain_on_new_data, train_and_evaluate_job
+
+
+def materialize_mix(instance, version):
+    instance.report_runless_asset_event(dg.AssetMaterialization(asset_key=TRAINING_MIX, tags={"dagster/data_version": version}))
+
+
+def evaluate(instance, cursor=None):
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    result = retrain_on_new_data(context)
+    requests = [result] if isinstance(result, dg.RunRequest) else []
+    return requests, context.cursor, result
+
+
+@pytest.fixture
+def instance():
+    with dg.instance_for_test() as test_instance:
+        yield test_instance
+
+
+def test_change_requests_one_run_and_advances_the_cursor(instance):
+    requests, cursor, skip = evaluate(instance)
+    assert requests == [] and "never been materialized" in skip.skip_message
+    materialize_mix(instance, "v1")
+    requests, cursor, _ = evaluate(instance)
+    assert len(requests) == 1 and cursor == "v1"
+    assert requests[0].run_key == "training_mix:v1"
+    assert set(requests[0].run_config["ops"]) >= {"lora_adapter", "best_checkpoint"}  # from configs/cpu_default.yaml
+
+    requests, cursor, skip = evaluate(instance, cursor="v1")
+    assert requests == [] and "unchanged" in skip.skip_message
+
+    materialize_mix(instance, "v1")  # re-materialized with identical content: same data version
+    assert evaluate(instance, cursor="v1")[0] == []
+    materialize_mix(instance, "v2")
+    requests, cursor, _ = evaluate(instance, cursor="v1")
+    assert len(requests) == 1 and cursor == "v2"
+
+
+def test_no_request_while_a_training_run_is_in_progress(instance):
+    materialize_mix(instance, "v1")
+    instance.add_run(DagsterRun(job_name=train_and_evaluate_job.name, run_id="running-1",
+                                status=dg.DagsterRunStatus.STARTED))
+    requests, cursor, skip = evaluate(instance)
+    assert requests == [] and "already in progress" in skip.skip_message and cursor is None
+
+
+def test_no_request_when_a_blocking_check_failed(instance):
+    materialize_mix(instance, "v1")
+    instance.report_runless_asset_event(dg.AssetCheckEvaluation(
+        asset_key=TRAINING_MIX, check_name="no_eval_overlap", passed=False, metadata={}))
+    requests, _, skip = evaluate(instance)
+    assert requests == [] and "no_eval_overlap failed" in skip.skip_message
+
+
+def test_run_failure_sensor_records_the_reason(instance, tmp_path):
+    @dg.asset
+    def broken():
+        raise RuntimeError("planted failure")
+
+    result = dg.materialize([broken], instance=instance, raise_on_error=False)
+    assert not result.success
+    failure_event = next(e for e in result.all_events if e.event_type_value == "PIPELINE_FAILURE")
+    warehouse = KalaWarehouse(data_dir=str(tmp_path / "data"))
+    context = dg.build_run_status_sensor_context(
+        sensor_name=record_run_failures.name, dagster_instance=instance, dagster_run=result.dagster_run,
+        dagster_event=failure_event, resources={"warehouse": warehouse},
+    ).for_run_failure()
+    record_run_failures(context)
+    with duckdb.connect(str(warehouse.database_path), read_only=True) as con:
+        rows = con.execute("SELECT run_id, failed_steps FROM run_failures").fetchall()
+    assert rows == [(result.run_id, '["broken"]')]
