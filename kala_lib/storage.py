@@ -74,23 +74,31 @@ def check_table_name(name: str) -> str:
     return name
 
 
-def replace_table(connection, name: str, frame) -> int:
-    """Replace table ``name`` with the pandas/arrow ``frame`` in one transaction; returns rows.
-
-    If anything fails the transaction is rolled back and the previous table stays as it was.
-    """
-    check_table_name(name)
+@contextlib.contextmanager
+def _incoming_transaction(connection, frame) -> Iterator[str]:
+    """Register ``frame`` as a view and run the caller's statements in one transaction:
+    committed if they all succeed, rolled back (nothing changed) if any fails."""
     connection.register("_kala_incoming", frame)
     try:
         connection.execute("BEGIN TRANSACTION")
         try:
-            connection.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM _kala_incoming')
+            yield "_kala_incoming"
             connection.execute("COMMIT")
         except BaseException:
             connection.execute("ROLLBACK")
             raise
     finally:
         connection.unregister("_kala_incoming")
+
+
+def replace_table(connection, name: str, frame) -> int:
+    """Replace table ``name`` with the pandas/arrow ``frame`` in one transaction; returns rows.
+
+    If anything fails the transaction is rolled back and the previous table stays as it was.
+    """
+    check_table_name(name)
+    with _incoming_transaction(connection, frame) as incoming:
+        connection.execute(f'CREATE OR REPLACE TABLE "{name}" AS SELECT * FROM {incoming}')
     return connection.execute(f'SELECT count(*) FROM "{name}"').fetchone()[0]
 
 
@@ -98,19 +106,10 @@ def replace_partition(connection, name: str, frame, key_column: str, key) -> int
     """Replace the rows of table ``name`` whose ``key_column`` equals ``key`` with ``frame`` (other
     rows stay), in one transaction; the table is created from ``frame`` if it does not exist."""
     check_table_name(name)
-    connection.register("_kala_incoming", frame)
-    try:
-        connection.execute("BEGIN TRANSACTION")
-        try:
-            connection.execute(f'CREATE TABLE IF NOT EXISTS "{name}" AS SELECT * FROM _kala_incoming LIMIT 0')
-            connection.execute(f'DELETE FROM "{name}" WHERE "{key_column}" = ?', [key])
-            connection.execute(f'INSERT INTO "{name}" BY NAME SELECT * FROM _kala_incoming')
-            connection.execute("COMMIT")
-        except BaseException:
-            connection.execute("ROLLBACK")
-            raise
-    finally:
-        connection.unregister("_kala_incoming")
+    with _incoming_transaction(connection, frame) as incoming:
+        connection.execute(f'CREATE TABLE IF NOT EXISTS "{name}" AS SELECT * FROM {incoming} LIMIT 0')
+        connection.execute(f'DELETE FROM "{name}" WHERE "{key_column}" = ?', [key])
+        connection.execute(f'INSERT INTO "{name}" BY NAME SELECT * FROM {incoming}')
     return len(frame)
 
 
