@@ -34,7 +34,7 @@ def test_materialize_from_a_script_records_runs_in_dagster_home(tmp_path):
     (home / "dagster.yaml").write_text((PROJECT / "dagster_home" / "dagster.yaml").read_text())
     data = tmp_path / "data"
     env = {"DAGSTER_HOME": str(home), "KALA_DATA_DIR": str(data)}
-    args = ["asset", "materialize", "-m", "kala_assets", "--select", "constitutional_examples+",
+    args = ["asset", "materialize", "-m", "kala_assets", "--select", "constitutional_examples,constitutional_exports",
             "-c", str(PROJECT / "configs" / "smoke.yaml")]
     result = run(args, env)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -50,6 +50,18 @@ def test_materialize_from_a_script_records_runs_in_dagster_home(tmp_path):
         assert runs[0].asset_selection == {dg.AssetKey("constitutional_examples"), dg.AssetKey("constitutional_exports")}
         record = instance.get_latest_materialization_event(dg.AssetKey("constitutional_exports"))
         assert record is not None
+
+
+def test_plus_training_mix_builds_from_an_empty_warehouse(tmp_path, mini_mirror):
+    """Issue 3's command: every input of the mix is a direct parent, so '+training_mix' is enough."""
+    data = tmp_path / "data"
+    env = {"DAGSTER_HOME": str(tmp_path), "KALA_DATA_DIR": str(data), "KALA_BENCHMARK_MIRROR": str(mini_mirror),
+           "KALA_MODEL_CACHE": os.environ["KALA_MODEL_CACHE"]}
+    result = run(["asset", "materialize", "-m", "kala_assets", "--select", "+training_mix",
+                  "-c", str(PROJECT / "configs" / "smoke.yaml")], env)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    with duckdb.connect(str(data / "kala.duckdb"), read_only=True) as con:
+        assert con.execute("SELECT count(DISTINCT category) FROM training_mix").fetchone() == (4,)
 
 
 def test_failed_run_gives_non_zero_exit_and_a_clear_message(tmp_path):

@@ -9,7 +9,7 @@ import pandas as pd
 from pydantic import Field
 
 from kala_assets.assets.benchmarks import benchmark_assets, security_code_tasks
-from kala_assets.assets.constitutional import EXAMPLES_TABLE, constitutional_exports
+from kala_assets.assets.constitutional import EXAMPLES_TABLE, constitutional_examples
 from kala_assets.metadata import counts_table, markdown_table, numeric_metadata, preview
 from kala_assets.resources import KalaWarehouse
 from kala_lib import mixing
@@ -94,11 +94,9 @@ def eval_index(warehouse: KalaWarehouse, n: int = mixing.NGRAM) -> mixing.Decont
     group_name="data",
     kinds={"python", "duckdb"},
     owners=["team:kala-data"],
-    # Via the exports (examples -> exports -> mix): the mix starts from examples that passed the
-    # blocking data checks, and `--select constitutional_examples+` stays the data assets alone.
-    deps=[constitutional_exports, security_code_tasks, ethics_eval_suite, BENCH["benchmark_mbpp"],
-          BENCH["benchmark_gsm8k"], BENCH["benchmark_math"], BENCH["general_instructions"],
-          BENCH["benchmark_humaneval"]],
+    # Every input the mix reads, transitively included (the suite's sources too), is a direct
+    # parent, so `--select '+training_mix'` builds the mix from an empty warehouse.
+    deps=[constitutional_examples, security_code_tasks, ethics_eval_suite, *benchmark_assets],
     code_version="training_mix.v1",
     description="The 40/30/20/10 ethics/coding/math/general training mix in chat format, decontaminated "
     "against every evaluation item, split train/val/test; also JSONL per split under $KALA_DATA_DIR/training_mix/.",
