@@ -92,8 +92,12 @@ PROFILES: dict[str, ModelProfile] = {
 PROFILES_FILE = Path(__file__).resolve().parent.parent / "configs" / "model_profiles.yaml"
 
 
-def user_profiles(path: Path = PROFILES_FILE) -> dict[str, ModelProfile]:
-    """Profiles users add in configs/model_profiles.yaml (``name: {source, model_id, ...}``)."""
+def user_profiles(path: Path | None = None) -> dict[str, ModelProfile]:
+    """Profiles users add in configs/model_profiles.yaml (``name: {source, model_id, ...}``).
+
+    ``KALA_MODEL_PROFILES`` names another file (a per-machine or per-experiment list).
+    """
+    path = path or Path(os.environ.get("KALA_MODEL_PROFILES") or PROFILES_FILE)
     if not Path(path).exists():
         return {}
     import yaml
@@ -198,6 +202,7 @@ def load_model(profile: ModelProfile | str, device: str | None = None, quantizat
     if quant:
         from transformers import BitsAndBytesConfig
 
+        _quiet_int8_cast_warning()
         kwargs["quantization_config"] = (
             BitsAndBytesConfig(load_in_8bit=True) if quant == "8bit"
             else BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_compute_dtype=dtype)
@@ -222,6 +227,22 @@ def load_model(profile: ModelProfile | str, device: str | None = None, quantizat
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     return model
+
+
+def _quiet_int8_cast_warning() -> None:
+    """bitsandbytes logs "inputs will be cast ... to float16" on every 8-bit matmul once k-bit
+    preparation keeps layer norms in fp32 (expected, harmless); on a GPU it floods the run log."""
+    import logging
+
+    logger = logging.getLogger("bitsandbytes.autograd._functions")
+    if not any(getattr(f, "kala_int8_cast", False) for f in logger.filters):
+        class _DropCastNotice(logging.Filter):
+            kala_int8_cast = True
+
+            def filter(self, record: logging.LogRecord) -> bool:
+                return "during quantization" not in record.getMessage()
+
+        logger.addFilter(_DropCastNotice())
 
 
 def _embedded_safetensors() -> Path:

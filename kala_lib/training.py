@@ -442,6 +442,8 @@ def train(config: TrainConfig, reporter: Reporter | None = None, system_prompt: 
         random.setstate(saved["rng"]["python"])
         np.random.set_state(saved["rng"]["numpy"])
         torch.set_rng_state(saved["rng"]["torch"])
+        if saved["rng"].get("cuda") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
         state = TrainState(**saved["state"])
         resumed_from = state.step
         if is_main:
@@ -705,7 +707,9 @@ def _save_checkpoint(root: Path, model, optimizer, scheduler, state: TrainState,
             "fingerprint": config.fingerprint(),
             "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(),
-            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()},
+            "rng": {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state(),
+                    # dropout on a GPU draws from the CUDA generator: exact resume needs it too
+                    "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None},
             "state": dataclasses.asdict(state),
         },
         staging / "trainer_state.pt",

@@ -162,8 +162,11 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, mix_files):
     straight = [json.loads(x) for x in (tmp_path / "straight" / "run" / "metrics.jsonl").read_text().splitlines()]
     killed = [json.loads(x) for x in (tmp_path / "killed" / "run" / "metrics.jsonl").read_text().splitlines()]
     assert [m["step"] for m in killed] == list(range(1, 9)) == [m["step"] for m in straight]
+    # Same batches in the same order (exact), and the same losses within floating-point noise: oneDNN
+    # kernels may sum in another order from one process to the next (seen: 5e-5 on a loss of 10.8).
+    assert [(m["tokens"], m["target_tokens"]) for m in straight] == [(m["tokens"], m["target_tokens"]) for m in killed]
     for a, b in zip(straight, killed):
-        assert abs(a["loss"] - b["loss"]) < 1e-5, (a["step"], a["loss"], b["loss"])
+        assert abs(a["loss"] - b["loss"]) < 1e-4 * abs(a["loss"]), (a["step"], a["loss"], b["loss"])
     result = json.loads((tmp_path / "killed" / "run" / "result.json").read_text())
     assert result["steps"] == 8 and result["resumed_from"] >= 4
 
@@ -216,6 +219,17 @@ def test_profiles_are_data():
     assert get_profile("smollm2-135m").target_modules == ("q_proj", "k_proj", "v_proj", "o_proj")
     with pytest.raises(ModelError, match="invalid model profile"):
         type(pythia)(name="bad", source="ftp", model_id="x", target_modules=("a",))
+
+
+def test_user_profiles_file_named_by_env_adds_a_model(tmp_path, monkeypatch):
+    profiles = tmp_path / "profiles.yaml"
+    profiles.write_text("my-neox:\n  source: random-init\n  model_id: gpt_neox\n  target_modules: [query_key_value]\n"
+                        "  prompt_format: plain\n  quantization: 8bit\n")
+    monkeypatch.setenv("KALA_MODEL_PROFILES", str(profiles))
+    assert get_profile("my-neox").quantization == "8bit"
+    profiles.write_text("broken:\n  source: ftp\n  model_id: x\n  target_modules: [a]\n")
+    with pytest.raises(ModelError, match="invalid model profile 'broken'"):
+        get_profile("smollm2-135m")
 
 
 def test_8bit_gpt_neox_trains_on_cpu(tmp_path, mix_files):
