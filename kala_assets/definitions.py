@@ -6,17 +6,23 @@ start-up would dominate, and a single process never contends for the DuckDB file
 
 import dagster as dg
 
-from kala_assets.assets import benchmarks, constitutional, evaluation, mix, training
+from kala_assets.assets import benchmarks, constitutional, evaluation, incoming, mix, training
 from kala_assets.checks import benchmark_checks, constitutional_checks, eval_suite_size, mix_checks
 from kala_assets.resources import KalaWarehouse
-from kala_assets.sensors import record_run_failures, retrain_on_new_data, train_and_evaluate_job
+from kala_assets.sensors import (
+    rebuild_training_mix_job,
+    record_run_failures,
+    retrain_on_new_data,
+    train_and_evaluate_job,
+    watch_incoming_data,
+)
 
 defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([constitutional, benchmarks, mix, training, evaluation]),
+    assets=dg.load_assets_from_modules([constitutional, incoming, benchmarks, mix, training, evaluation]),
     asset_checks=[*constitutional_checks, *benchmark_checks, eval_suite_size, *mix_checks, training.training_completed,
                   evaluation.ethics_gate, evaluation.capability_retained],
     resources={"warehouse": KalaWarehouse(), "pipes_subprocess_client": dg.PipesSubprocessClient()},
-    jobs=[train_and_evaluate_job],
-    sensors=[retrain_on_new_data, record_run_failures],
+    jobs=[train_and_evaluate_job, rebuild_training_mix_job],
+    sensors=[retrain_on_new_data, watch_incoming_data, record_run_failures],
     executor=dg.in_process_executor,
 )

@@ -14,7 +14,9 @@ import dagster as dg
 import pandas as pd
 import yaml
 
+from kala_assets.assets.incoming import describe_incoming, incoming_folder
 from kala_assets.resources import PROJECT_ROOT, KalaWarehouse
+from kala_lib.incoming import IncomingDataError, folder_version
 from kala_lib.storage import replace_partition
 
 TRAINING_MIX = dg.AssetKey("training_mix")
@@ -31,12 +33,21 @@ train_and_evaluate_job = dg.define_asset_job(
 )
 
 
-def job_run_config(path: Path = RUN_CONFIG_FILE) -> dict:
-    """The ops of the run-config file that belong to the training job (the file users edit)."""
+rebuild_training_mix_job = dg.define_asset_job(
+    "rebuild_training_mix",
+    selection=dg.AssetSelection.assets("training_mix"),
+    description="Rebuild training_mix from the current inputs (run when users' incoming data changes).",
+    tags={"kala/kind": "data"},
+)
+
+TRAINING_OPS = ("lora_adapter", "checkpoint_evaluations", "best_checkpoint", "promoted_model")
+
+
+def job_run_config(path: Path = RUN_CONFIG_FILE, wanted=TRAINING_OPS) -> dict:
+    """The ops of the run-config file that belong to a job (the file users edit)."""
     if not path.exists():
         return {}
     ops = (yaml.safe_load(path.read_text()) or {}).get("ops", {})
-    wanted = {"lora_adapter", "checkpoint_evaluations", "best_checkpoint", "promoted_model"}
     return {"ops": {k: v for k, v in ops.items() if k in wanted}}
 
 
@@ -75,6 +86,29 @@ def retrain_on_new_data(context: dg.SensorEvaluationContext):
     context.update_cursor(version)
     return dg.RunRequest(run_key=f"training_mix:{version}", run_config=job_run_config(),
                          tags={"kala/training_mix_version": version})
+
+
+@dg.sensor(job=rebuild_training_mix_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.STOPPED,
+           description="Observe $KALA_DATA_DIR/incoming/ and rebuild training_mix when its content hash changes.")
+def watch_incoming_data(context: dg.SensorEvaluationContext, warehouse: KalaWarehouse):
+    folder = incoming_folder(warehouse)
+    version = folder_version(folder) or "empty"
+    if version == (context.cursor or "empty"):
+        return dg.SkipReason(f"incoming data unchanged (version {version}) in {folder}")
+    try:
+        version, metadata = describe_incoming(warehouse)
+    except IncomingDataError as exc:
+        # The cursor stays: the mix is not rebuilt until the file is fixed, and nothing is lost.
+        context.log.error(f"incoming data rejected: {exc}")
+        return dg.SkipReason(f"incoming data rejected, training_mix left as it is: {exc}")
+    observation = dg.AssetObservation(asset_key="incoming_data", metadata=metadata,
+                                      tags={"dagster/data_version": version})
+    context.update_cursor(version)
+    return dg.SensorResult(
+        asset_events=[observation],
+        run_requests=[dg.RunRequest(run_key=f"incoming:{version}", run_config=job_run_config(wanted=("training_mix",)),
+                                    tags={"kala/incoming_version": version})],
+    )
 
 
 RUN_FAILURES_TABLE = "run_failures"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 from urllib.parse import urlparse
 
+from kala_lib.storage import read_jsonl as storage_read_jsonl
 from kala_lib.storage import sha256_file
 
 MIRROR_ENV = "KALA_BENCHMARK_MIRROR"
@@ -138,17 +139,7 @@ def published_sha256(mirror: Path) -> dict[str, str]:
 
 
 def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                value = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise BenchmarkError(f"{path} line {number}: invalid JSON ({exc.msg})") from None
-            if not isinstance(value, dict):
-                raise BenchmarkError(f"{path} line {number}: expected a JSON object, got {type(value).__name__}")
-            yield number, value
+    return storage_read_jsonl(path, BenchmarkError)
 
 
 def read_csv(path: Path) -> Iterator[tuple[int, dict]]:

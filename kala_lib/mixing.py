@@ -27,7 +27,7 @@ from typing import Any, Iterable, Mapping, Sequence
 from kala_lib.dataset import ConstitutionalExample, largest_remainder, normalize_prompt
 from kala_lib.laws import SHORT_SYSTEM_PROMPT, SYSTEM_PROMPT
 
-CATEGORIES = ("ethics", "coding", "math", "general")
+CATEGORIES = ("ethics", "coding", "math", "general", "incoming")  # incoming: users' own data, weight 0 unless present
 DEFAULT_WEIGHTS = {"ethics": 0.4, "coding": 0.3, "math": 0.2, "general": 0.1}
 SYSTEM_PROMPTS = {"short": SHORT_SYSTEM_PROMPT, "full": SYSTEM_PROMPT}
 NGRAM = 13
@@ -129,6 +129,20 @@ def general_items(rows: Iterable[Mapping[str, Any]], system: str = SHORT_SYSTEM_
         items.append(MixItem("general", "general_instructions", str(row["instruction_id"]),
                              _messages(system, [("user", user), ("assistant", row["response"])])))
     return items
+
+
+def incoming_items(conversations, system: str = SHORT_SYSTEM_PROMPT) -> list[MixItem]:
+    """Users' conversations (kala_lib.incoming); a conversation's own system turn wins over KALA's."""
+    return [MixItem("incoming", f"incoming/{c.file}", str(c.line), _messages(c.system or system, c.messages))
+            for c in conversations]
+
+
+def with_incoming(weights: Mapping[str, float], incoming_share: float) -> dict[str, float]:
+    """The configured weights scaled to leave ``incoming_share`` of the mix to users' data."""
+    if isinstance(incoming_share, bool) or not isinstance(incoming_share, (int, float)) or not 0 <= incoming_share < 1:
+        raise MixError(f"incoming_weight must be a number in [0, 1), got {incoming_share!r}")
+    base = normalise_weights({k: v for k, v in weights.items() if k != "incoming"})
+    return {c: (incoming_share if c == "incoming" else base[c] * (1 - incoming_share)) for c in CATEGORIES}
 
 
 # --- decontamination --------------------------------------------------------------------------------

@@ -119,3 +119,20 @@ def sha256_file(path: str | os.PathLike) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def read_jsonl(path: str | Path, error: type[Exception] = ValueError) -> Iterator[tuple[int, dict]]:
+    """(line number, object) for each non-blank line; a bad line raises ``error`` naming file and line."""
+    import json
+
+    with open(path, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                value = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise error(f"{path} line {number}: invalid JSON ({exc.msg})") from None
+            if not isinstance(value, dict):
+                raise error(f"{path} line {number}: expected a JSON object, got {type(value).__name__}")
+            yield number, value

@@ -158,17 +158,13 @@ def encode_example(tokenizer, messages: list[dict], prompt_format: str, max_len:
 
 
 def read_messages(path: str | Path, limit: int | None = None, seed: int = 0) -> list[list[dict]]:
+    from kala_lib.storage import read_jsonl
+
     rows = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-                messages = record["messages"]
-            except (json.JSONDecodeError, KeyError, TypeError) as exc:
-                raise TrainingError(f"{path} line {number}: expected a JSON object with 'messages' ({exc})") from None
-            rows.append(messages)
+    for number, record in read_jsonl(path, TrainingError):
+        if not isinstance(record.get("messages"), list):
+            raise TrainingError(f"{path} line {number}: expected a JSON object with a 'messages' list")
+        rows.append(record["messages"])
     if limit is not None and limit < len(rows):
         rows = random.Random(seed).sample(rows, limit)
     return rows

@@ -191,3 +191,28 @@ def test_gate_blocks_a_failing_adapter_and_promotes_a_passing_one(built):
     merged = AutoModelForCausalLM.from_pretrained(str(promoted / "merged"))
     assert type(merged).__name__ == "GPTNeoXForCausalLM"
     assert not any("lora" in name for name, _ in merged.named_parameters())
+
+
+def test_incoming_data_joins_the_mix_and_a_bad_file_leaves_it_intact(built):
+    warehouse, _ = built
+    incoming = warehouse.root / "incoming"
+    incoming.mkdir()
+    lines = [json.dumps({"instruction": f"Summarise internal ticket {i} for the on-call rota.",
+                         "output": f"Ticket {i}: printer jam, assigned to facilities."}) for i in range(40)]
+    (incoming / "tickets.jsonl").write_text("\n".join(lines) + "\n")
+    config = {"ops": {"training_mix": {"config": {"size": 300, "incoming_weight": 0.2}}}}
+    result = dg.materialize(ALL, resources=resources(warehouse), selection=["training_mix"], run_config=config)
+    assert result.success  # the blocking proportions check passed with the incoming share
+    [(incoming_rows, total)] = rows(warehouse, "SELECT count(*) FILTER (category = 'incoming'), count(*) FROM training_mix")
+    assert incoming_rows > 0 and abs(incoming_rows / total - 0.2) <= 1 / total  # the mini mirror shrinks the mix
+    metadata = result.asset_materializations_for_node("training_mix")[0].metadata
+    assert metadata["incoming_conversations"].value == 40 and metadata["weights"].value["incoming"] == 0.2
+
+    before = rows(warehouse, "SELECT count(*), sum(hash(messages)) FROM training_mix")
+    (incoming / "broken.jsonl").write_text('{"messages": [{"role": "user", "content": "only a question"}]}\n')
+    result = dg.materialize(ALL, resources=resources(warehouse), selection=["training_mix"], run_config=config,
+                            raise_on_error=False)
+    assert not result.success
+    error = result.get_step_failure_events()[0].step_failure_data.error
+    assert "broken.jsonl line 1" in error.message + (error.cause.message if error.cause else "")
+    assert rows(warehouse, "SELECT count(*), sum(hash(messages)) FROM training_mix") == before

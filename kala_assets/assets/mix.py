@@ -10,9 +10,11 @@ from pydantic import Field
 
 from kala_assets.assets.benchmarks import benchmark_assets, security_code_tasks
 from kala_assets.assets.constitutional import EXAMPLES_TABLE, constitutional_examples
+from kala_assets.assets.incoming import incoming_data, incoming_folder
 from kala_assets.metadata import counts_table, markdown_table, numeric_metadata, preview
 from kala_assets.resources import KalaWarehouse
 from kala_lib import mixing
+from kala_lib.incoming import folder_version, read_incoming
 from kala_lib.eval_suite import DEFAULT_HELDOUT_SIZE, HELDOUT_SEED, build_eval_suite
 from kala_lib.models import load_tokenizer
 from kala_lib.storage import atomic_open
@@ -78,6 +80,8 @@ class TrainingMixConfig(dg.Config):
     system_prompt: str = Field(default="short", description="'short' or 'full' constitution as the system turn.")
     model_profile: str = Field(default="smollm2-135m", description="Whose tokenizer measures token lengths.")
     ngram: int = Field(default=mixing.NGRAM, description="n-gram length for decontamination.")
+    incoming_weight: float = Field(default=0.1, description="Share of the mix for users' data in "
+                                   "$KALA_DATA_DIR/incoming/ when there is any; the other shares scale down.")
 
 
 def eval_index(warehouse: KalaWarehouse, n: int = mixing.NGRAM) -> mixing.Decontaminator:
@@ -96,7 +100,7 @@ def eval_index(warehouse: KalaWarehouse, n: int = mixing.NGRAM) -> mixing.Decont
     owners=["team:kala-data"],
     # Every input the mix reads, transitively included (the suite's sources too), is a direct
     # parent, so `--select '+training_mix'` builds the mix from an empty warehouse.
-    deps=[constitutional_examples, security_code_tasks, ethics_eval_suite, *benchmark_assets],
+    deps=[constitutional_examples, security_code_tasks, ethics_eval_suite, incoming_data, *benchmark_assets],
     code_version="training_mix.v1",
     description="The 40/30/20/10 ethics/coding/math/general training mix in chat format, decontaminated "
     "against every evaluation item, split train/val/test; also JSONL per split under $KALA_DATA_DIR/training_mix/.",
@@ -106,7 +110,9 @@ def training_mix(
 ) -> dg.MaterializeResult:
     if config.system_prompt not in mixing.SYSTEM_PROMPTS:
         raise mixing.MixError(f"system_prompt must be one of {sorted(mixing.SYSTEM_PROMPTS)}, got {config.system_prompt!r}")
-    mixing.normalise_weights(config.weights)  # fail on bad weights before any work
+    mixing.with_incoming(config.weights, config.incoming_weight)  # fail on bad weights before any work
+    conversations = read_incoming(incoming_folder(warehouse))  # a malformed file stops here, nothing written
+    weights = mixing.with_incoming(config.weights, config.incoming_weight if conversations else 0.0)
     tokenizer = load_tokenizer(config.model_profile)
     system = mixing.SYSTEM_PROMPTS[config.system_prompt]
     math_rows = warehouse.read_records("benchmark_math")
@@ -118,6 +124,7 @@ def training_mix(
         "math": mixing.gsm8k_items(warehouse.read_records("benchmark_gsm8k"), system)
         + mixing.math_items(math_rows, system),
         "general": mixing.general_items(general_rows, system),
+        "incoming": mixing.incoming_items(conversations, system),
     }
     index = eval_index(warehouse, config.ngram)
     pools, removed = {}, []
@@ -126,7 +133,7 @@ def training_mix(
         removed += dropped
     context.log.info(f"decontamination removed {len(removed)} of {sum(map(len, candidates.values()))} candidates")
 
-    result = mixing.build_mix(pools, config.weights, config.size, config.seed, config.max_repeats, config.split_ratios)
+    result = mixing.build_mix(pools, weights, config.size, config.seed, config.max_repeats, config.split_ratios)
     if result.limiting_source:
         context.log.warning(
             f"{result.limiting_source} has too few examples for {config.size} at {config.max_repeats} repeats: "
@@ -171,11 +178,15 @@ def training_mix(
                      "seed tasks, each used up to max_repeats times.")
     if result.limiting_source:
         notes.append(f"Limiting source: {result.limiting_source} (requested {config.size}, built {result.size}).")
-    shares = mixing.proportion_report(result.rows, config.weights)
+    if conversations:
+        notes.append(f"{len(conversations)} user conversation(s) from incoming/ (version "
+                     f"{folder_version(incoming_folder(warehouse))}) take {config.incoming_weight:.0%} of the mix.")
+    shares = mixing.proportion_report(result.rows, weights)
     metadata = {
         "dagster/row_count": dg.MetadataValue.int(count),
         "requested_size": dg.MetadataValue.int(config.size),
-        "weights": dg.MetadataValue.json(mixing.normalise_weights(config.weights)),
+        "weights": dg.MetadataValue.json(weights),
+        "incoming_conversations": dg.MetadataValue.int(len(conversations)),
         "limiting_source": dg.MetadataValue.text(result.limiting_source or "none"),
         "max_repeats_used": dg.MetadataValue.int(result.max_repeats_used),
         "by_source_and_split": dg.MetadataValue.md(source_table),
