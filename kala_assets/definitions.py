@@ -2,6 +2,7 @@
 
 Steps run in one process (``in_process_executor``): the data steps take seconds, so process
 start-up would dominate, and a single process never contends for the DuckDB file lock.
+``kala_assets.definitions_k8s`` is the same graph with a pod per step on Kubernetes.
 """
 
 import dagster as dg
@@ -17,12 +18,12 @@ from kala_assets.sensors import (
     watch_incoming_data,
 )
 
-defs = dg.Definitions(
-    assets=dg.load_assets_from_modules([constitutional, incoming, benchmarks, mix, training, evaluation]),
-    asset_checks=[*constitutional_checks, *benchmark_checks, eval_suite_size, *mix_checks, training.training_completed,
-                  evaluation.ethics_gate, evaluation.capability_retained],
-    resources={"warehouse": KalaWarehouse(), "pipes_subprocess_client": dg.PipesSubprocessClient()},
-    jobs=[train_and_evaluate_job, rebuild_training_mix_job],
-    sensors=[retrain_on_new_data, watch_incoming_data, record_run_failures],
-    executor=dg.in_process_executor,
-)
+ASSETS = dg.load_assets_from_modules([constitutional, incoming, benchmarks, mix, training, evaluation])
+CHECKS = [*constitutional_checks, *benchmark_checks, eval_suite_size, *mix_checks, training.training_completed,
+          evaluation.ethics_gate, evaluation.capability_retained]
+RESOURCES = {"warehouse": KalaWarehouse(), "pipes_subprocess_client": dg.PipesSubprocessClient()}
+JOBS = [train_and_evaluate_job, rebuild_training_mix_job]
+SENSORS = [retrain_on_new_data, watch_incoming_data, record_run_failures]
+
+defs = dg.Definitions(assets=ASSETS, asset_checks=CHECKS, resources=RESOURCES, jobs=JOBS, sensors=SENSORS,
+                      executor=dg.in_process_executor)

@@ -13,6 +13,7 @@ from pydantic import Field
 from kala_assets.assets.benchmarks import benchmark_assets
 from kala_assets.assets.mix import EVAL_SUITE_TABLE, ethics_eval_suite
 from kala_assets.assets.training import lora_adapter
+from kala_assets.deployment import GPU_POOL, GPU_STEP_TAGS
 from kala_assets.metadata import markdown_table
 from kala_assets.resources import KalaWarehouse
 from kala_lib import evaluation as ev
@@ -53,7 +54,8 @@ class EvaluationConfig(dg.Config):
     kinds={"pytorch", "duckdb"},
     owners=["team:kala-eval"],
     deps=[lora_adapter, ethics_eval_suite, BENCH["benchmark_gsm8k"], BENCH["benchmark_humaneval"], BENCH["benchmark_mbpp"]],
-    pool="gpu",
+    pool=GPU_POOL,
+    op_tags=GPU_STEP_TAGS,
     code_version="checkpoint_evaluations.v1",
     description="Every saved checkpoint of the latest lora_adapter, and the base model as a reference, scored on the "
     "same sample: ethics metrics (with 95% Wilson intervals), GSM8K, HumanEval/MBPP pass@1, perplexity. Tables "

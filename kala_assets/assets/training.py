@@ -12,6 +12,7 @@ import pandas as pd
 from pydantic import Field
 
 from kala_assets.assets.mix import EVAL_SUITE_TABLE, ethics_eval_suite, training_mix
+from kala_assets.deployment import GPU_POOL, GPU_STEP_TAGS
 from kala_assets.metadata import markdown_table
 from kala_assets.resources import KalaWarehouse
 from kala_lib import mixing
@@ -60,7 +61,8 @@ class LoraTrainingConfig(dg.Config):
     kinds={"pytorch", "python"},
     owners=["team:kala-training"],
     deps=[training_mix, ethics_eval_suite],
-    pool="gpu",
+    pool=GPU_POOL,
+    op_tags=GPU_STEP_TAGS,
     code_version=CODE_VERSION,
     description="A LoRA adapter trained on training_mix (PEFT directory at $KALA_DATA_DIR/adapters/latest/), "
     "with checkpoints, TensorBoard logs, per-step metrics in DuckDB and ethics validation during training.",
