@@ -1,7 +1,8 @@
 """Where KALA keeps its data: one resource for the DuckDB warehouse and the artifact folder.
 
 ``KALA_DATA_DIR`` relocates everything (default: ``data/`` in the project); the warehouse is
-``$KALA_DATA_DIR/kala.duckdb`` and each asset's table carries the asset's name.
+``$KALA_DATA_DIR/kala.duckdb`` unless ``KALA_WAREHOUSE`` names another DuckDB database (a path on a
+shared filesystem, or ``md:<name>`` for MotherDuck), and each asset's table carries the asset's name.
 """
 
 
@@ -27,14 +28,19 @@ class KalaWarehouse(dg.ConfigurableResource):
     """The DuckDB warehouse and artifact root. Leave ``data_dir`` empty to follow KALA_DATA_DIR."""
 
     data_dir: str = ""
+    database: str = ""  # empty: KALA_WAREHOUSE, else <data_dir>/kala.duckdb
 
     @property
     def root(self) -> Path:
         return Path(self.data_dir).expanduser().resolve() if self.data_dir else default_data_dir()
 
     @property
-    def database_path(self) -> Path:
-        return self.root / WAREHOUSE_FILE
+    def database_path(self) -> Path | str:
+        """The DuckDB database: a local path, or an ``md:`` MotherDuck URL kept as text."""
+        explicit = self.database or os.environ.get("KALA_WAREHOUSE", "")
+        if explicit.startswith("md:"):
+            return explicit
+        return Path(explicit).expanduser().resolve() if explicit else self.root / WAREHOUSE_FILE
 
     def artifact_dir(self, *parts: str) -> Path:
         """A writable folder under the data dir (created), or a StorageError saying how to fix it."""
@@ -45,6 +51,8 @@ class KalaWarehouse(dg.ConfigurableResource):
     def connect(self) -> Iterator:
         """A DuckDB connection; dagster-duckdb retries while another process holds the file lock."""
         ensure_writable_dir(self.root, what=f"KALA data directory (KALA_DATA_DIR={self.root})")
+        if isinstance(self.database_path, Path):
+            ensure_writable_dir(self.database_path.parent, what=f"warehouse folder of {self.database_path}")
         with DuckDBResource(database=str(self.database_path)).get_connection() as connection:
             yield connection
 

@@ -36,6 +36,8 @@ def _isolated_environment(tmp_path, monkeypatch, model_cache):
     monkeypatch.setenv("KALA_DATA_DIR", str(tmp_path / "default-data"))
     monkeypatch.setenv("KALA_MODEL_CACHE", str(model_cache))
     monkeypatch.delenv("KALA_BENCHMARK_MIRROR", raising=False)
+    monkeypatch.delenv("KALA_WAREHOUSE", raising=False)
+    monkeypatch.delenv("KALA_MODEL_PROFILES", raising=False)
 
 
 @pytest.fixture

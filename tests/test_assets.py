@@ -162,3 +162,15 @@ def test_kala_data_dir_relocates_the_warehouse(tmp_path, monkeypatch):
 def test_reading_a_missing_table_names_the_asset(warehouse):
     with pytest.raises(StorageError, match="materialize the asset 'constitutional_examples'"):
         warehouse.read_records(EXAMPLES_TABLE)
+
+
+def test_kala_warehouse_moves_the_database_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("KALA_DATA_DIR", str(tmp_path / "artifacts"))
+    monkeypatch.setenv("KALA_WAREHOUSE", str(tmp_path / "shared" / "warehouse.duckdb"))
+    warehouse = KalaWarehouse()
+    assert warehouse.database_path == (tmp_path / "shared" / "warehouse.duckdb").resolve()
+    materialize(warehouse, size=200, selection=[constitutional_examples.key])
+    assert (tmp_path / "shared" / "warehouse.duckdb").exists()
+    assert not (tmp_path / "artifacts" / "kala.duckdb").exists()
+    monkeypatch.setenv("KALA_WAREHOUSE", "md:kala")
+    assert KalaWarehouse().database_path == "md:kala"  # MotherDuck: passed to DuckDB as is
