@@ -8,11 +8,12 @@ shared filesystem, or ``md:<name>`` for MotherDuck), and each asset's table carr
 
 import contextlib
 import os
+import re
+import time
 from pathlib import Path
 from typing import Iterator
 
 import dagster as dg
-from dagster_duckdb import DuckDBResource
 
 from kala_lib.storage import StorageError, ensure_writable_dir, replace_table
 
@@ -29,6 +30,7 @@ class KalaWarehouse(dg.ConfigurableResource):
 
     data_dir: str = ""
     database: str = ""  # empty: KALA_WAREHOUSE, else <data_dir>/kala.duckdb
+    lock_timeout_s: float = 300.0  # how long to wait for another process's write lock on the DuckDB file
 
     @property
     def root(self) -> Path:
@@ -49,12 +51,17 @@ class KalaWarehouse(dg.ConfigurableResource):
 
     @contextlib.contextmanager
     def connect(self) -> Iterator:
-        """A DuckDB connection; dagster-duckdb retries while another process holds the file lock."""
+        """A DuckDB connection. DuckDB lets one process write a database file at a time: while another
+        run holds it, this waits (backing off up to 5 s between tries) for ``lock_timeout_s``, then
+        raises a StorageError naming the holder. The file itself is never left half-written."""
         ensure_writable_dir(self.root, what=f"KALA data directory (KALA_DATA_DIR={self.root})")
         if isinstance(self.database_path, Path):
             ensure_writable_dir(self.database_path.parent, what=f"warehouse folder of {self.database_path}")
-        with DuckDBResource(database=str(self.database_path)).get_connection() as connection:
+        connection = _connect_waiting_for_lock(str(self.database_path), self.lock_timeout_s)
+        try:
             yield connection
+        finally:
+            connection.close()
 
     def replace_table(self, name: str, frame) -> int:
         """Atomically replace table ``name``; on failure the previous table is untouched."""
@@ -74,3 +81,26 @@ class KalaWarehouse(dg.ConfigurableResource):
                 )
             frame = connection.execute(f'SELECT * FROM "{name}"').fetch_df()
         return frame.to_dict("records")
+
+
+def _connect_waiting_for_lock(database: str, timeout_s: float):
+    import duckdb
+
+    deadline = time.monotonic() + timeout_s
+    delay = 0.05
+    while True:
+        try:
+            return duckdb.connect(database, config={"custom_user_agent": "kala"})
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            if time.monotonic() >= deadline:
+                holder = re.search(r"PID (\d+)", str(exc))
+                raise StorageError(
+                    f"the warehouse {database} is still locked by another process"
+                    f"{f' (PID {holder.group(1)})' if holder else ''} after {timeout_s:.0f} s: another run is "
+                    "writing it. Wait for that run to finish and retry, or raise the warehouse resource's "
+                    "lock_timeout_s."
+                ) from exc
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 5.0)

