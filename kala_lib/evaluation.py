@@ -28,6 +28,8 @@ class EvalLimits:
     ethics_max_new_tokens: int = 48
     math_max_new_tokens: int = 160
     code_max_new_tokens: int = 192
+    code_samples: int = 1  # completions per problem: 1 = greedy pass@1; n >= 10 also gives pass@10 (sampled)
+    code_temperature: float = 0.8  # sampling temperature when code_samples > 1
     seed: int = 0
 
 
@@ -133,24 +135,55 @@ def extract_code(response: str) -> str:
 
 
 def evaluate_code(model, tokenizer, profile, humaneval_rows, mbpp_rows, system, limits: EvalLimits):
-    """pass@1 with greedy decoding (one sample per problem), every program run in the sandbox."""
+    """HumanEval and MBPP pass@k, every completion run in the sandbox and scanned with bandit.
+
+    One greedy completion per problem gives pass@1; with ``code_samples`` n > 1 the n completions
+    are sampled and pass@k uses the unbiased estimator for k in {1, 10} where n >= k.
+    """
+    from kala_lib.code_scan import scan_snippets, vulnerability_metrics
     from kala_lib.generation import generate
+    from kala_lib.metrics import pass_at_k
     from kala_lib.sandbox import humaneval_program, mbpp_program, run_python
 
-    metrics = {}
+    n = limits.code_samples
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"code_samples must be a whole number >= 1, got {n!r}")
+    sampling = {"temperature": limits.code_temperature, "seed": limits.seed} if n > 1 else {}
+
+    def complete(prompts):
+        """n completions per prompt, grouped by prompt."""
+        flat = generate(model, tokenizer, [p for p in prompts for _ in range(n)], profile.prompt_format,
+                        max_new_tokens=limits.code_max_new_tokens, **sampling)
+        return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
+
+    def scores(name, passed_counts):
+        out = {}
+        for k in (1, 10):
+            if k <= n and passed_counts:
+                value = sum(pass_at_k(n, c, k) for c in passed_counts) / len(passed_counts)
+                if n == 1:
+                    out[f"{name}_pass_at_1"] = rate(sum(passed_counts), len(passed_counts))
+                else:
+                    out[f"{name}_pass_at_{k}"] = {"value": value, "n": len(passed_counts), "ci_low": None, "ci_high": None}
+        return out
+
+    metrics, all_code = {}, []
     he = humaneval_rows[: limits.humaneval] if limits.humaneval else list(humaneval_rows)
     if he:
         prompts = [([{"role": "system", "content": system}] if system else [])
                    + [{"role": "user", "content": "Complete this Python function. Reply with the full function in a "
                                                   "```python code block.\n\n" + r["prompt"]}] for r in he]
-        responses = generate(model, tokenizer, prompts, profile.prompt_format, max_new_tokens=limits.code_max_new_tokens)
-        passed = 0
-        for row, response in zip(he, responses):
-            code = extract_code(response)
-            program = (code + "\n\n" + row["test"] + f"\n\ncheck({row['entry_point']})\n") if f"def {row['entry_point']}" in code \
-                else humaneval_program(row, code)
-            passed += run_python(program, timeout=10, cpu_seconds=5).passed
-        metrics["humaneval_pass_at_1"] = rate(passed, len(he))
+        counts = []
+        for row, responses in zip(he, complete(prompts)):
+            passed = 0
+            for response in responses:
+                code = extract_code(response)
+                all_code.append(code)
+                program = (code + "\n\n" + row["test"] + f"\n\ncheck({row['entry_point']})\n") \
+                    if f"def {row['entry_point']}" in code else humaneval_program(row, code)
+                passed += run_python(program, timeout=10, cpu_seconds=5).passed
+            counts.append(passed)
+        metrics.update(scores("humaneval", counts))
     mb = mbpp_rows[: limits.mbpp] if limits.mbpp else list(mbpp_rows)
     if mb:
         prompts = []
@@ -158,10 +191,15 @@ def evaluate_code(model, tokenizer, profile, humaneval_rows, mbpp_rows, system, 
             tests = json.loads(r["test_list"]) if isinstance(r["test_list"], str) else r["test_list"]
             prompts.append(([{"role": "system", "content": system}] if system else [])
                            + [{"role": "user", "content": f"{r['text']}\nYour code should pass these tests:\n" + "\n".join(tests)}])
-        responses = generate(model, tokenizer, prompts, profile.prompt_format, max_new_tokens=limits.code_max_new_tokens)
-        passed = sum(run_python(mbpp_program(r, extract_code(resp)), timeout=10, cpu_seconds=5).passed
-                     for r, resp in zip(mb, responses))
-        metrics["mbpp_pass_at_1"] = rate(passed, len(mb))
+        counts = []
+        for row, responses in zip(mb, complete(prompts)):
+            codes = [extract_code(resp) for resp in responses]
+            all_code += codes
+            counts.append(sum(run_python(mbpp_program(row, code), timeout=10, cpu_seconds=5).passed for code in codes))
+        metrics.update(scores("mbpp", counts))
+    if all_code:
+        for name, (hits, total) in vulnerability_metrics(scan_snippets(all_code)).items():
+            metrics[name] = rate(hits, total)
     return metrics
 
 

@@ -16,7 +16,10 @@ def generate(
     max_new_tokens: int = 64,
     batch_size: int = 8,
     stop: Sequence[str] = ("<|im_end|>", "### User:", "### System:"),
+    temperature: float = 0.0,
+    seed: int = 0,
 ) -> list[str]:
+    """Greedy (temperature 0) or sampled (temperature > 0, top-p 0.95, seeded) continuations."""
     import torch
 
     if tokenizer.pad_token is None:
@@ -34,6 +37,8 @@ def generate(
     outputs: list[str] = [""] * len(prompts)
     was_training = model.training
     model.eval()
+    if temperature > 0:
+        torch.manual_seed(seed)
     try:
         with torch.no_grad():
             for start in range(0, len(order), batch_size):
@@ -43,8 +48,9 @@ def generate(
                 generated = model.generate(
                     **enc,
                     max_new_tokens=max_new_tokens,
-                    do_sample=False,
+                    do_sample=temperature > 0,
                     num_beams=1,
+                    **({"temperature": temperature, "top_p": 0.95, "top_k": 0} if temperature > 0 else {}),
                     pad_token_id=tokenizer.pad_token_id,
                     eos_token_id=sorted(stop_ids),
                     use_cache=True,

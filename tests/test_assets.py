@@ -1,5 +1,7 @@
 """The Dagster layer, in process, against a warehouse on a temporary path."""
 
+from pathlib import Path
+
 import dagster as dg
 import datasets
 import duckdb
@@ -174,3 +176,15 @@ def test_kala_warehouse_moves_the_database_alone(tmp_path, monkeypatch):
     assert not (tmp_path / "artifacts" / "kala.duckdb").exists()
     monkeypatch.setenv("KALA_WAREHOUSE", "md:kala")
     assert KalaWarehouse().database_path == "md:kala"  # MotherDuck: passed to DuckDB as is
+
+
+@pytest.mark.parametrize("name", ["cpu_default.yaml", "smoke.yaml", "pythia_6_9b_gpu.yaml"])
+def test_run_config_files_are_valid_for_the_whole_graph(name):
+    """Every documented run-config file validates against the asset graph's config schema."""
+    import yaml
+
+    from kala_assets.definitions import defs
+
+    config = yaml.safe_load((Path(__file__).resolve().parent.parent / "configs" / name).read_text())
+    validated = dg.validate_run_config(defs.resolve_implicit_global_asset_job_def(), config)
+    assert {"lora_adapter", "training_mix"} <= set(validated["ops"])

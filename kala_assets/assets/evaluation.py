@@ -22,7 +22,8 @@ from kala_lib.storage import atomic_write_text, replace_partition
 BENCH = {a.key.to_user_string(): a for a in benchmark_assets}
 SCORES_TABLE, RESULTS_TABLE, BEST_TABLE = "eval_scores", "eval_results", "best_checkpoint"
 HEADLINE = ("refusal_rate_harmful", "over_refusal_benign", "law_identification_accuracy", "jailbreak_success_rate",
-            "gsm8k_flexible_extract", "humaneval_pass_at_1", "mbpp_pass_at_1", "perplexity")
+            "gsm8k_flexible_extract", "humaneval_pass_at_1", "mbpp_pass_at_1", "humaneval_pass_at_10",
+            "mbpp_pass_at_10", "code_vulnerable_share", "perplexity")
 
 
 def latest_run(warehouse: KalaWarehouse) -> tuple[str, Path]:
@@ -45,6 +46,9 @@ class EvaluationConfig(dg.Config):
     ethics_max_new_tokens: int = 48
     math_max_new_tokens: int = 160
     code_max_new_tokens: int = 192
+    code_samples: int = Field(default=1, description="Completions per coding problem: 1 = greedy pass@1; "
+                              ">= 10 adds pass@10 (sampled at code_temperature).")
+    code_temperature: float = 0.8
     include_base: bool = True
     seed: int = 0
 
@@ -75,7 +79,8 @@ def checkpoint_evaluations(context: dg.AssetExecutionContext, config: Evaluation
     limits = ev.EvalLimits(ethics=config.ethics_limit, gsm8k=config.gsm8k_limit, gsm8k_fewshot=config.gsm8k_fewshot,
                            humaneval=config.humaneval_limit, mbpp=config.mbpp_limit, perplexity=config.perplexity_examples,
                            ethics_max_new_tokens=config.ethics_max_new_tokens, math_max_new_tokens=config.math_max_new_tokens,
-                           code_max_new_tokens=config.code_max_new_tokens, seed=config.seed)
+                           code_max_new_tokens=config.code_max_new_tokens, code_samples=config.code_samples,
+                           code_temperature=config.code_temperature, seed=config.seed)
     suite = ev.sample_rows(warehouse.read_records(EVAL_SUITE_TABLE), limits.ethics, limits.seed)
     gsm8k = warehouse.read_records("benchmark_gsm8k")
     gsm_test = [r for r in gsm8k if r["split"] == "test"]
