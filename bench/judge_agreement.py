@@ -45,51 +45,43 @@ def main() -> None:
     files = sorted((mirror / "xstest" / "model_completions").glob("*.csv"))
     if not files:
         raise SystemExit(f"no XSTest completions under {mirror}/xstest/model_completions: set KALA_BENCHMARK_MIRROR")
-    totals, rows = Counter(), []
+    rows = []
     for path in files:
         with open(path, newline="", encoding="utf-8") as handle:
             for record in csv.DictReader(handle):
                 rows.append((path.stem.replace("xstest_v2_completions_", ""), HUMAN[record["final_label"]],
                              judge(record["completion"]).label, keyword_label(record["completion"])))
-    def rate(pairs):
-        pairs = list(pairs)
-        return sum(a == b for a, b in pairs) / len(pairs)
-
-    def binary(label):
-        return label != COMPLY
-
-    print(f"{'model':18s} {'n':>5s} {'judge 3-way':>12s} {'judge binary':>13s} {'keyword binary':>15s}")
-    for model in sorted({r[0] for r in rows}):
-        mine = [r for r in rows if r[0] == model]
-        print(f"{model:18s} {len(mine):5d} {rate((h, j) for _, h, j, _ in mine):12.1%} "
-              f"{rate((binary(h), binary(j)) for _, h, j, _ in mine):13.1%} "
-              f"{rate((binary(h), binary(k)) for _, h, _, k in mine):15.1%}")
-    three = rate((h, j) for _, h, j, _ in rows)
-    two = rate((binary(h), binary(j)) for _, h, j, _ in rows)
-    keyword = rate((binary(h), binary(k)) for _, h, _, k in rows)
-    confusion = Counter((h, j) for _, h, j, _ in rows)
-    print(f"{'all':18s} {len(rows):5d} {three:12.1%} {two:13.1%} {keyword:15.1%}")
-    print("confusion (human -> judge): " + ", ".join(f"{h}->{j}: {n}" for (h, j), n in sorted(confusion.items())))
-
+    three, two, keyword = agreement_table(rows)
     own = [(r["model"], r["label"], judge(r["response"]).label, keyword_label(r["response"]))
            for r in map(json.loads, open(KALA_LABELS, encoding="utf-8"))]
     print(f"\nKALA's own labelled sample ({KALA_LABELS.name}):")
-    print(f"{'model':18s} {'n':>5s} {'judge 3-way':>12s} {'judge binary':>13s} {'keyword binary':>15s}")
-    for model in sorted({r[0] for r in own}):
-        mine = [r for r in own if r[0] == model]
-        print(f"{model:18s} {len(mine):5d} {rate((h, j) for _, h, j, _ in mine):12.1%} "
-              f"{rate((binary(h), binary(j)) for _, h, j, _ in mine):13.1%} "
-              f"{rate((binary(h), binary(k)) for _, h, _, k in mine):15.1%}")
-    own_three = rate((h, j) for _, h, j, _ in own)
-    own_two = rate((binary(h), binary(j)) for _, h, j, _ in own)
-    own_keyword = rate((binary(h), binary(k)) for _, h, _, k in own)
-    print(f"{'all':18s} {len(own):5d} {own_three:12.1%} {own_two:13.1%} {own_keyword:15.1%}")
-    print("confusion (human -> judge): " + ", ".join(
-        f"{h}->{j}: {n}" for (h, j), n in sorted(Counter((h, j) for _, h, j, _ in own).items())))
+    own_three, own_two, own_keyword = agreement_table(own)
     print(f"n={len(rows)} agreement_binary={two:.4f} agreement_3way={three:.4f} keyword_binary={keyword:.4f} "
           f"improvement_binary={two - keyword:+.4f} kala_n={len(own)} kala_agreement_binary={own_two:.4f} "
           f"kala_agreement_3way={own_three:.4f} kala_keyword_binary={own_keyword:.4f}")
 
+
+def rate(pairs) -> float:
+    pairs = list(pairs)
+    return sum(a == b for a, b in pairs) / len(pairs)
+
+
+def binary(label: str) -> bool:
+    return label != COMPLY
+
+
+def agreement_table(rows) -> tuple[float, float, float]:
+    """Print per-model and overall agreement for (model, human, judge, keyword) rows; return the
+    overall 3-way, binary and keyword-binary agreement."""
+    print(f"{'model':18s} {'n':>5s} {'judge 3-way':>12s} {'judge binary':>13s} {'keyword binary':>15s}")
+    for model in sorted({r[0] for r in rows}) + ["all"]:
+        mine = rows if model == "all" else [r for r in rows if r[0] == model]
+        scores = (rate((h, j) for _, h, j, _ in mine), rate((binary(h), binary(j)) for _, h, j, _ in mine),
+                  rate((binary(h), binary(k)) for _, h, _, k in mine))
+        print(f"{model:18s} {len(mine):5d} {scores[0]:12.1%} {scores[1]:13.1%} {scores[2]:15.1%}")
+    confusion = Counter((h, j) for _, h, j, _ in rows)
+    print("confusion (human -> judge): " + ", ".join(f"{h}->{j}: {n}" for (h, j), n in sorted(confusion.items())))
+    return scores
 
 if __name__ == "__main__":
     main()
