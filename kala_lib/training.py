@@ -73,6 +73,12 @@ class TrainConfig:
     max_seq_len: int = 512
     max_train_examples: int | None = None
     gradient_checkpointing: bool = False
+    # The token prefix every example of a step shares (the system prompt and chat header, about a
+    # third of the tokens) is run once per optimizer step instead of once per example: its K/V go
+    # to every micro-batch and its gradient is applied once. Same loss and gradients (a test
+    # compares them); LoRA dropout on the prefix is drawn once per step instead of per example.
+    share_prefix: bool = True
+    min_shared_prefix: int = 16
     seed: int = 42
     bucket_size: int = 64  # examples per length bucket (in micro-batches: bucket_size // batch)
     save_every: int = 50
@@ -201,6 +207,21 @@ def collate(encoded: Sequence[tuple[list[int], list[int]]], pad_id: int):
     return input_ids, labels, attention
 
 
+def shared_prefix_length(encoded: Sequence[tuple[list[int], list[int]]]) -> int:
+    """Tokens every example starts with, stopping before the first position whose next token is a
+    target (the prefix's last hidden state must not be needed for a loss)."""
+    first = encoded[0][0]
+    length = min(len(ids) for ids, _ in encoded)
+    for ids, labels in encoded:
+        k = 0
+        while k < length and ids[k] == first[k]:
+            k += 1
+        length = k
+        first_target = next((i for i, label in enumerate(labels) if label != -100), len(labels))
+        length = min(length, first_target - 1)
+    return max(0, length)
+
+
 # --- the loss module (one module, so DDP sees every forward) -----------------------------------------
 
 
@@ -218,13 +239,28 @@ def _target_loss_module():
             self.decoder = getattr(base, base.base_model_prefix)
             self.head = base.get_output_embeddings()
 
-        def forward(self, input_ids, labels, attention_mask):
-            hidden = self.decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+        def forward(self, input_ids, labels, attention_mask, prefix=None):
+            """``prefix``: per-layer (key, value) of a prefix shared by every row (see prefix_kv)."""
+            kwargs = {"use_cache": False}
+            if prefix is not None:
+                from transformers import DynamicCache
+
+                rows, width = input_ids.shape[0], prefix[0][0].shape[-2]
+                kwargs = {"use_cache": True, "past_key_values": DynamicCache(
+                    ddp_cache_data=[(k.expand(rows, *k.shape[1:]), v.expand(rows, *v.shape[1:])) for k, v in prefix],
+                    config=self.decoder.config)}
+                attention_mask = torch.cat([attention_mask.new_ones(rows, width), attention_mask], dim=1)
+            hidden = self.decoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
             targets = labels[:, 1:]
             mask = targets != -100
             selected = hidden[:, :-1][mask]
             logits = self.head(selected).float()
             return F.cross_entropy(logits, targets[mask], reduction="sum"), int(mask.sum())
+
+        def prefix_kv(self, prefix_ids):
+            """Per-layer (key, value) tensors of ``prefix_ids`` (1 x P), with their autograd graph."""
+            cache = self.decoder(input_ids=prefix_ids, use_cache=True).past_key_values
+            return [(layer.keys, layer.values) for layer in cache.layers]
 
     return TargetLoss
 
@@ -507,14 +543,26 @@ def train(config: TrainConfig, reporter: Reporter | None = None, system_prompt: 
         step_targets = sum(sum(1 for label in encoded[i][1][1:] if label != -100) for batch in micro for i in batch)
         step_tokens = sum(lengths[i] for batch in micro for i in batch)
         loss_sum = 0.0
+        prefix_len = (shared_prefix_length([encoded[i] for batch in mine for i in batch])
+                      if config.share_prefix and not distributed and not config.gradient_checkpointing else 0)
+        prefix = leaves = None
+        if prefix_len >= config.min_shared_prefix:
+            prefix_ids = torch.tensor([encoded[mine[0][0]][0][:prefix_len]], device=device)
+            prefix = loss_module.prefix_kv(prefix_ids)
+            leaves = [(k.detach().requires_grad_(), v.detach().requires_grad_()) for k, v in prefix]
         for k, batch in enumerate(mine):
-            input_ids, labels, attention = (t.to(device) for t in collate([encoded[i] for i in batch], tokenizer.pad_token_id))
+            rows = [encoded[i] for i in batch]
+            if leaves:
+                rows = [(ids[prefix_len:], labels[prefix_len:]) for ids, labels in rows]
+            input_ids, labels, attention = (t.to(device) for t in collate(rows, tokenizer.pad_token_id))
             sync = not distributed or k == len(mine) - 1
             context = loss_module.no_sync() if distributed and not sync else _nullcontext()
             with context:
-                loss, _ = loss_module(input_ids, labels, attention)
+                loss, _ = loss_module(input_ids, labels, attention, prefix=leaves)
                 (loss * world / step_targets).backward()
             loss_sum += float(loss.detach())
+        if leaves:  # the shared prefix's gradient, summed over every micro-batch, applied once
+            torch.autograd.backward([t for kv in prefix for t in kv], [t.grad for kv in leaves for t in kv])
         if distributed:
             import torch.distributed as dist
 
@@ -532,8 +580,10 @@ def train(config: TrainConfig, reporter: Reporter | None = None, system_prompt: 
         tokens_per_s = step_tokens / elapsed
         throughput.append(tokens_per_s)
         if is_main:
+            computed = step_tokens - (prefix_len * (sum(map(len, mine)) - 1) if leaves else 0)
             row = {"step": state.step, "loss": last_loss, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
-                   "tokens_per_s": tokens_per_s, "tokens": step_tokens, "target_tokens": step_targets,
+                   "tokens_per_s": tokens_per_s, "tokens": step_tokens, "computed_tokens": computed,
+                   "target_tokens": step_targets,
                    "epoch": state.epoch + state.batch_in_epoch / max(1, batches_per_epoch), "time": time.time()}
             _append_jsonl(metrics_file, row)
             for key in ("loss", "lr", "grad_norm", "tokens_per_s"):

@@ -25,6 +25,7 @@ from kala_lib.training import (
     collate,
     encode_example,
     halt_reason,
+    shared_prefix_length,
     train,
 )
 
@@ -116,6 +117,59 @@ def test_target_only_logits_match_the_standard_loss():
         ours, n = _target_loss_module()(model)(input_ids, labels, attention)
         reference = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
     assert torch.allclose(ours / n, reference, rtol=1e-4)
+
+
+@pytest.mark.parametrize("profile_name, prompt_format", [("tiny-gpt-neox", "plain"), ("smollm2-135m", "chat_template")])
+def test_shared_prefix_gives_the_same_loss_and_gradients(profile_name, prompt_format):
+    """Running the common prefix once and handing its K/V to every micro-batch (then applying its
+    accumulated gradient once) equals running every example in full, for both architectures."""
+    from peft import LoraConfig, get_peft_model
+
+    from kala_lib.laws import SHORT_SYSTEM_PROMPT
+
+    profile = get_profile(profile_name)
+    tokenizer = load_tokenizer(profile)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    torch.manual_seed(0)
+    model = get_peft_model(load_model(profile), LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0,
+                                                           target_modules=list(profile.target_modules), task_type="CAUSAL_LM"))
+    for name, parameter in model.named_parameters():
+        if "lora_B" in name:  # non-zero B, so the LoRA path shapes the prefix K/V and gets gradients
+            torch.nn.init.normal_(parameter, std=0.02)
+    items = ethics_items([e.to_record() for e in generate_examples(30, seed=8)], SHORT_SYSTEM_PROMPT)
+    encoded = [encode_example(tokenizer, json.loads(i.messages_json()), prompt_format, 160) for i in items[:6]]
+    encoded = [e for e in encoded if e]
+    micro_batches = [encoded[:3], encoded[3:]]
+    module = _target_loss_module()(model)
+    params = [p for p in model.parameters() if p.requires_grad]
+
+    def gradients(use_prefix):
+        model.zero_grad(set_to_none=True)
+        total, p_len = 0.0, shared_prefix_length(encoded) if use_prefix else 0
+        prefix = module.prefix_kv(torch.tensor([encoded[0][0][:p_len]])) if use_prefix else None
+        leaves = [(k.detach().requires_grad_(), v.detach().requires_grad_()) for k, v in prefix] if use_prefix else None
+        for batch in micro_batches:
+            rows = [(ids[p_len:], labels[p_len:]) for ids, labels in batch]
+            loss, _ = module(*collate(rows, pad), prefix=leaves)
+            loss.backward()
+            total += float(loss)
+        if use_prefix:
+            torch.autograd.backward([t for kv in prefix for t in kv], [t.grad for kv in leaves for t in kv])
+        return total, [p.grad.clone() for p in params], p_len
+
+    full_loss, full_grads, _ = gradients(False)
+    shared_loss, shared_grads, prefix_len = gradients(True)
+    assert prefix_len >= 16  # the system prompt and chat header
+    assert shared_loss == pytest.approx(full_loss, rel=1e-4)
+    for a, b in zip(full_grads, shared_grads):  # equal up to float32 summation order
+        assert float((a - b).norm()) <= 1e-4 * float(a.norm()) + 1e-7, (float((a - b).norm()), float(a.norm()))
+    assert any(g.abs().sum() > 0 for g in full_grads)
+
+
+def test_shared_prefix_stops_before_the_first_target():
+    rows = [([1, 2, 3, 4, 5], [-100, -100, -100, 4, 5]), ([1, 2, 3, 9], [-100, -100, -100, 9]), ([1, 2, 7, 8], [-100] * 4)]
+    assert shared_prefix_length(rows) == 2
+    assert shared_prefix_length([([1, 2, 3, 4], [-100, 2, 3, 4])]) == 0  # a target right away: nothing to share
 
 
 def test_train_writes_adapter_checkpoints_metrics_and_tensorboard(tmp_path, mix_files):

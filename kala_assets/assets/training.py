@@ -24,7 +24,7 @@ from kala_lib.training import TrainConfig, ethics_prompt_set
 
 METRICS_TABLE = "training_metrics"
 ETHICS_TABLE = "training_ethics_validation"
-CODE_VERSION = "lora_adapter.v1"
+CODE_VERSION = "lora_adapter.v2"  # v2: the shared prompt prefix runs once per step
 
 
 class LoraTrainingConfig(dg.Config):
@@ -44,6 +44,8 @@ class LoraTrainingConfig(dg.Config):
     max_seq_len: int = 512
     max_train_examples: Optional[int] = Field(default=None, description="Train on a seeded sample of the mix.")
     gradient_checkpointing: bool = False
+    share_prefix: bool = Field(default=True, description="Run the prefix all examples of a step share (system "
+                               "prompt, chat header) once per step; same gradients, about a third fewer tokens.")
     seed: int = 42
     save_every: int = 50
     keep_last: int = 2
