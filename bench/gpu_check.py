@@ -19,6 +19,7 @@ Needs a tokenizer cache (``KALA_MODEL_CACHE`` with smollm2-135m/tokenizer). The 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -51,7 +52,7 @@ def write_profiles(path: Path, shape: dict) -> None:
     }))
 
 
-def train_run(name: str, profile: str, out: Path, args, max_steps: int, save_every: int) -> dict:
+def train_run(name: str, profile: str, out: Path, args, max_steps: int, save_every: int, **overrides) -> dict:
     import torch
 
     from kala_lib.training import TrainConfig, train
@@ -66,6 +67,7 @@ def train_run(name: str, profile: str, out: Path, args, max_steps: int, save_eve
                                                 for p, e in ETHICS_PROMPTS],
         fail_on_ethics_violation=False, ethics_max_new_tokens=16, log_every=5,
     )
+    config = dataclasses.replace(config, **overrides)
     started = time.perf_counter()
     result = train(config)
     seconds = time.perf_counter() - started
@@ -86,6 +88,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--examples", type=int, default=800)
     parser.add_argument("--dry-run-cpu", action="store_true", help="a tiny shape on the CPU, to test this script")
+    parser.add_argument("--prefix-only", action="store_true",
+                        help="only compare the shared prefix off/on (8-bit, no gradient checkpointing), same machine")
     args = parser.parse_args()
 
     import torch
@@ -121,6 +125,17 @@ def main() -> None:
                       "logits_finite": bool(torch.isfinite(logits).all()), "seconds": round(time.perf_counter() - started, 1)}), flush=True)
     assert int8 and weight.dtype == torch.int8 and weight.device.type == device and torch.isfinite(logits).all()
     del tiny
+
+    if args.prefix_only:
+        plain = train_run("int8_plain", "pythia-1b-shape-8bit", out / "plain", args, args.steps, args.steps,
+                          gradient_checkpointing=False, share_prefix=False)
+        shared = train_run("int8_shared", "pythia-1b-shape-8bit", out / "shared", args, args.steps, args.steps,
+                           gradient_checkpointing=False, share_prefix=True)
+        diff = max(abs(a - b) for a, b in zip(plain["losses"], shared["losses"]))
+        (out / "summary.json").write_text(json.dumps({"gpu": gpu, "plain": plain, "shared": shared}, indent=1))
+        print(f"gpu={gpu.replace(' ', '_')} plain_tok_s={plain['tokens_per_s']} shared_tok_s={shared['tokens_per_s']} "
+              f"ratio={shared['tokens_per_s'] / plain['tokens_per_s']:.3f} max_loss_diff={diff:.2e}")
+        return
 
     # 2. Pythia-1B shape, 8-bit, through KALA's trainer; 3. resume from its middle checkpoint.
     half = max(1, args.steps // 2)
