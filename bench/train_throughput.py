@@ -7,7 +7,9 @@ same LoRA (r=16, alpha=32, dropout 0.05, q/k/v/o), batch 4 x accumulation 4, Ada
 example of a step shares (system prompt, chat header) run once per step.
 Each runs in its own process (so peak RSS is its own). Reports non-padding tokens/s, the ratio,
 and the share of this machine's fp32 matmul peak (measured here with a 2048^3 matmul), counting
-4 x parameters FLOPs per trained token.
+4 x parameters FLOPs per token: "effective" counts every example token, "executed" (peak_share
+in the last line) only the tokens KALA really ran through the model (the shared prefix once per
+step).
 
     .venv/bin/python bench/train_throughput.py [--quick] [--steps N] [--mix data/training_mix/train.jsonl]
 
