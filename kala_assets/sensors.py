@@ -96,7 +96,7 @@ def watch_incoming_data(context: dg.SensorEvaluationContext, warehouse: KalaWare
     if version == (context.cursor or "empty"):
         return dg.SkipReason(f"incoming data unchanged (version {version}) in {folder}")
     try:
-        version, metadata = describe_incoming(warehouse)
+        _, metadata = describe_incoming(warehouse, version)  # a file changed meanwhile: next tick sees it
     except IncomingDataError as exc:
         # The cursor stays: the mix is not rebuilt until the file is fixed, and nothing is lost.
         context.log.error(f"incoming data rejected: {exc}")

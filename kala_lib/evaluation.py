@@ -157,15 +157,13 @@ def evaluate_code(model, tokenizer, profile, humaneval_rows, mbpp_rows, system, 
         return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
 
     def scores(name, passed_counts):
-        out = {}
-        for k in (1, 10):
-            if k <= n and passed_counts:
-                value = sum(pass_at_k(n, c, k) for c in passed_counts) / len(passed_counts)
-                if n == 1:
-                    out[f"{name}_pass_at_1"] = rate(sum(passed_counts), len(passed_counts))
-                else:
-                    out[f"{name}_pass_at_{k}"] = {"value": value, "n": len(passed_counts), "ci_low": None, "ci_high": None}
-        return out
+        if not passed_counts:
+            return {}
+        if n == 1:  # greedy: pass@1 is a plain rate, with its Wilson interval
+            return {f"{name}_pass_at_1": rate(sum(passed_counts), len(passed_counts))}
+        return {f"{name}_pass_at_{k}": {"value": sum(pass_at_k(n, c, k) for c in passed_counts) / len(passed_counts),
+                                        "n": len(passed_counts), "ci_low": None, "ci_high": None}
+                for k in (1, 10) if k <= n}
 
     metrics, all_code = {}, []
     he = humaneval_rows[: limits.humaneval] if limits.humaneval else list(humaneval_rows)

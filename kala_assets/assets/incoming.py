@@ -18,8 +18,10 @@ def incoming_folder(warehouse: KalaWarehouse):
     return warehouse.root / INCOMING_FOLDER
 
 
-def describe_incoming(warehouse: KalaWarehouse) -> tuple[str, dict]:
-    """(data version, metadata) of the folder; raises IncomingDataError on a malformed file."""
+def describe_incoming(warehouse: KalaWarehouse, version: str | None = None) -> tuple[str, dict]:
+    """(data version, metadata) of the folder; raises IncomingDataError on a malformed file.
+
+    ``version``: the folder's content hash when the caller has just computed it (not hashed again)."""
     folder = incoming_folder(warehouse)
     conversations = read_incoming(folder)
     files = incoming_files(folder)
@@ -30,7 +32,7 @@ def describe_incoming(warehouse: KalaWarehouse) -> tuple[str, dict]:
         "conversations": dg.MetadataValue.int(len(conversations)),
         "per_file": dg.MetadataValue.json(per_file),
     }
-    return folder_version(folder) or "empty", metadata
+    return version or folder_version(folder) or "empty", metadata
 
 
 @dg.observable_source_asset(
