@@ -43,6 +43,7 @@ class MixItem:
     source: str
     source_id: str
     messages: tuple[tuple[str, str], ...]  # (role, content), system first, assistant last
+    behavior: str | None = None  # ethics items: "refuse" or "comply" (what the assistant turn does)
 
     @property
     def key(self) -> str:
@@ -70,7 +71,8 @@ def ethics_items(records: Iterable[Mapping[str, Any]], system: str = SHORT_SYSTE
     for record in records:
         example = ConstitutionalExample.from_record(dict(record))
         turns = [(t.role, t.content) for t in example.turns] + [("assistant", example.response_ethical)]
-        items.append(MixItem("ethics", "constitutional_examples", example.example_id, _messages(system, turns)))
+        items.append(MixItem("ethics", "constitutional_examples", example.example_id, _messages(system, turns),
+                             example.expected_behavior.value))
     return items
 
 
@@ -245,6 +247,26 @@ class MixResult:
         return digest.hexdigest()
 
 
+def _draw(pool: Sequence[MixItem], need: int, rng: random.Random) -> list[tuple[MixItem, int]]:
+    """Each item of a shuffled pool ``need // len`` times and the first ``need % len`` once more."""
+    pool = list(pool)
+    rng.shuffle(pool)
+    full, extra = divmod(need, len(pool))
+    return [(item, k) for i, item in enumerate(pool) if (k := full + (1 if i < extra else 0)) > 0]
+
+
+def _ethics_strata(pool: Sequence[MixItem], refusal_share: float | None) -> dict[str, tuple[list[MixItem], float]]:
+    """The ethics pool as one stratum, or refusals and compliances at ``refusal_share`` : rest."""
+    if refusal_share is None:
+        return {"all": (list(pool), 1.0)}
+    strata = {"refuse": ([i for i in pool if i.behavior == "refuse"], refusal_share),
+              "comply": ([i for i in pool if i.behavior != "refuse"], 1 - refusal_share)}
+    for name, (items, share) in strata.items():
+        if share > 0 and not items:
+            raise MixError(f"ethics_refusal_share={refusal_share} needs {name} examples, but the ethics pool has none")
+    return strata
+
+
 def build_mix(
     pools: Mapping[str, Sequence[MixItem]],
     weights: Mapping[str, float] = DEFAULT_WEIGHTS,
@@ -252,21 +274,34 @@ def build_mix(
     seed: int = 0,
     max_repeats: int = 3,
     split_ratios: Sequence[float] = (0.9, 0.05, 0.05),
+    ethics_refusal_share: float | None = None,
 ) -> MixResult:
+    """``ethics_refusal_share``: the share of refusals within the ethics category (None = as the pool
+    has them). The generator's type counts make 74% of its examples refusals; a model trained on
+    that learns to refuse nearly everything, so the CPU default asks for an even split."""
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         raise MixError(f"mix size must be a positive whole number, got {size!r}")
     if not isinstance(max_repeats, int) or max_repeats < 1:
         raise MixError(f"max_repeats must be >= 1, got {max_repeats!r}")
     if len(split_ratios) != 3 or any(r < 0 for r in split_ratios) or abs(sum(split_ratios) - 1) > 1e-6:
         raise MixError(f"split_ratios must be three non-negative numbers summing to 1, got {list(split_ratios)}")
+    if ethics_refusal_share is not None and (
+        isinstance(ethics_refusal_share, bool) or not isinstance(ethics_refusal_share, (int, float))
+        or not 0 <= ethics_refusal_share <= 1
+    ):
+        raise MixError(f"ethics_refusal_share must be a number in [0, 1] or null, got {ethics_refusal_share!r}")
     shares = normalise_weights(weights)
     pool_sizes = {c: len(pools.get(c, ())) for c in CATEGORIES}
     empty = [c for c in CATEGORIES if shares[c] > 0 and pool_sizes[c] == 0]
     if empty:
         raise MixError(f"no examples for mix categor{'y' if len(empty) == 1 else 'ies'} {empty} with a positive weight")
+    strata = {c: {"all": (list(pools[c]), 1.0)} for c in CATEGORIES if shares[c] > 0}
+    if "ethics" in strata:
+        strata["ethics"] = _ethics_strata(pools["ethics"], ethics_refusal_share)
 
-    # Shrink the whole mix if a pool cannot fill its share even at max_repeats.
-    capacity = {c: math.floor(max_repeats * pool_sizes[c] / shares[c] + 1e-9) for c in CATEGORIES if shares[c] > 0}
+    # Shrink the whole mix if a pool (or an ethics stratum) cannot fill its share even at max_repeats.
+    capacity = {c: min(math.floor(max_repeats * len(items) / (shares[c] * share) + 1e-9)
+                       for items, share in strata[c].values() if share > 0) for c in strata}
     limiting = min(capacity, key=capacity.get)
     total = size
     limiting_source = None
@@ -282,11 +317,11 @@ def build_mix(
         need = counts[category]
         if need == 0:
             continue
-        pool = list(pools[category])
-        rng.shuffle(pool)
-        full, extra = divmod(need, len(pool))
-        multiplicity = [(item, full + (1 if i < extra else 0)) for i, item in enumerate(pool)]
-        multiplicity = [(item, k) for item, k in multiplicity if k > 0]
+        parts = list(strata[category].values())
+        needs = largest_remainder(need, [share for _, share in parts])
+        multiplicity = [pair for (items, _), n in zip(parts, needs) if n for pair in _draw(items, n, rng)]
+        if len(parts) > 1:
+            rng.shuffle(multiplicity)  # so every split keeps the strata's proportions
         max_used = max(max_used, max(k for _, k in multiplicity))
         # Split by unique item so copies never straddle splits; cut on cumulative counts.
         targets = largest_remainder(need, split_ratios)
@@ -304,6 +339,7 @@ def build_mix(
                     "copy": copy,
                     "split": split,
                     "messages": item.messages_json(),
+                    "behavior": item.behavior,
                 })
     rng.shuffle(rows)
     return MixResult(rows, size, len(rows), limiting_source, counts, pool_sizes, max_used)

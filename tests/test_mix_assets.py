@@ -69,8 +69,9 @@ def test_planted_eval_overlap_fails_the_blocking_check(built):
     prompt = rows(warehouse, "SELECT prompt FROM ethics_eval_suite WHERE source = 'xstest_safe' LIMIT 1")[0][0]
     planted = json.dumps([{"role": "user", "content": prompt}, {"role": "assistant", "content": "sure"}])
     with duckdb.connect(str(warehouse.database_path)) as con:
-        con.execute("INSERT INTO training_mix SELECT category, source, 'planted', 'planted:1', 0, 'train', ? "
-                    "FROM training_mix LIMIT 1", [planted])
+        con.execute("INSERT INTO training_mix BY NAME SELECT category, source, 'planted' AS source_id, "
+                    "'planted:1' AS item_key, 0 AS copy, 'train' AS split, ? AS messages FROM training_mix LIMIT 1",
+                    [planted])
     result = dg.materialize(ALL, resources=resources(warehouse),
                             selection=dg.AssetSelection.checks_for_assets(dg.AssetKey("training_mix")),
                             raise_on_error=False)

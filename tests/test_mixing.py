@@ -154,3 +154,45 @@ def test_token_length_stats_use_the_model_tokenizer(pools):
     assert stats["all"]["max"] >= len(tokenizer(rendered, add_special_tokens=False)["input_ids"]) > 5
     assert stats["train"]["tokens"] + stats.get("val", {}).get("tokens", 0) + stats.get("test", {}).get("tokens", 0) \
         == stats["all"]["tokens"]
+
+
+def ethics_pool(refusals, compliances):
+    return [MixItem("ethics", "constitutional_examples", f"{b}{i}",
+                    (("system", "S"), ("user", f"{b} prompt {i}"), ("assistant", f"{b} answer {i}")), b)
+            for b, n in (("refuse", refusals), ("comply", compliances)) for i in range(n)]
+
+
+@pytest.mark.parametrize("share", [0.5, 0.35, 1.0])
+def test_ethics_refusal_share_holds_in_the_mix_and_in_every_split(pools, share):
+    pools["ethics"] = ethics_pool(2220, 780)  # 74% refusals, like the generator's type counts
+    unbalanced = build_mix(pools, size=2000, seed=3)
+    ethics = [r for r in unbalanced.rows if r["category"] == "ethics"]
+    assert abs(sum(r["behavior"] == "refuse" for r in ethics) / len(ethics) - 0.74) < 0.05
+    result = build_mix(pools, size=2000, seed=3, ethics_refusal_share=share)
+    assert result.size == 2000 and result.counts["ethics"] == 800  # the 40/30/20/10 mix is unchanged
+    ethics = [r for r in result.rows if r["category"] == "ethics"]
+    assert sum(r["behavior"] == "refuse" for r in ethics) == round(800 * share)
+    train = [r for r in ethics if r["split"] == "train"]
+    assert abs(sum(r["behavior"] == "refuse" for r in train) / len(train) - share) < 0.03
+    assert max(Counter(r["item_key"] for r in result.rows).values()) <= 3
+
+
+def test_ethics_refusal_share_shrinks_the_mix_when_a_stratum_runs_out(pools):
+    pools["ethics"] = ethics_pool(2000, 100)
+    result = build_mix(pools, size=2000, seed=0, ethics_refusal_share=0.5)  # comply needs 400 > 3 x 100
+    assert result.limiting_source == "ethics" and result.size == 1500
+    ethics = [r for r in result.rows if r["category"] == "ethics"]
+    assert sum(r["behavior"] == "comply" for r in ethics) == 300
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, "half", True])
+def test_bad_ethics_refusal_share_is_named(pools, bad):
+    pools["ethics"] = ethics_pool(10, 10)
+    with pytest.raises(MixError, match="ethics_refusal_share"):
+        build_mix(pools, size=100, ethics_refusal_share=bad)
+
+
+def test_ethics_refusal_share_needs_both_kinds(pools):
+    pools["ethics"] = ethics_pool(10, 0)
+    with pytest.raises(MixError, match="comply examples"):
+        build_mix(pools, size=100, ethics_refusal_share=0.5)

@@ -3,6 +3,7 @@
 import hashlib
 import json
 from collections import Counter
+from typing import Optional
 
 import dagster as dg
 import pandas as pd
@@ -80,6 +81,8 @@ class TrainingMixConfig(dg.Config):
     system_prompt: str = Field(default="short", description="'short' or 'full' constitution as the system turn.")
     model_profile: str = Field(default="smollm2-135m", description="Whose tokenizer measures token lengths.")
     ngram: int = Field(default=mixing.NGRAM, description="n-gram length for decontamination.")
+    ethics_refusal_share: Optional[float] = Field(default=None, description="Share of refusals within the "
+                                                  "ethics category; null = as generated (74% refusals).")
     incoming_weight: float = Field(default=0.1, description="Share of the mix for users' data in "
                                    "$KALA_DATA_DIR/incoming/ when there is any; the other shares scale down.")
 
@@ -133,7 +136,8 @@ def training_mix(
         removed += dropped
     context.log.info(f"decontamination removed {len(removed)} of {sum(map(len, candidates.values()))} candidates")
 
-    result = mixing.build_mix(pools, weights, config.size, config.seed, config.max_repeats, config.split_ratios)
+    result = mixing.build_mix(pools, weights, config.size, config.seed, config.max_repeats, config.split_ratios,
+                               config.ethics_refusal_share)
     if result.limiting_source:
         context.log.warning(
             f"{result.limiting_source} has too few examples for {config.size} at {config.max_repeats} repeats: "
@@ -182,6 +186,7 @@ def training_mix(
         notes.append(f"{len(conversations)} user conversation(s) from incoming/ (version "
                      f"{folder_version(incoming_folder(warehouse))}) take {config.incoming_weight:.0%} of the mix.")
     shares = mixing.proportion_report(result.rows, weights)
+    ethics_rows = [r for r in result.rows if r["category"] == "ethics"]
     metadata = {
         "dagster/row_count": dg.MetadataValue.int(count),
         "requested_size": dg.MetadataValue.int(config.size),
@@ -189,6 +194,8 @@ def training_mix(
         "incoming_conversations": dg.MetadataValue.int(len(conversations)),
         "limiting_source": dg.MetadataValue.text(result.limiting_source or "none"),
         "max_repeats_used": dg.MetadataValue.int(result.max_repeats_used),
+        "ethics_refusal_share": dg.MetadataValue.float(round(
+            sum(r["behavior"] == "refuse" for r in ethics_rows) / max(1, len(ethics_rows)), 4)),
         "by_source_and_split": dg.MetadataValue.md(source_table),
         "token_lengths": dg.MetadataValue.md(token_table),
         "tokens_train": dg.MetadataValue.int(stats.get("train", {}).get("tokens", 0)),
