@@ -1,4 +1,4 @@
-"""Reliability drill: twenty kinds of bad input against one built warehouse. Each must fail with a
+"""Reliability drill: twenty-one kinds of bad input against one built warehouse. Each must fail with a
 message naming the problem, and leave every earlier table and file exactly as it was.
 (The README's "Bad input" table lists the same cases.)"""
 
@@ -116,6 +116,8 @@ CASES = [
     ("negative mix weight", _config("training_mix", weights={"ethics": -1, "coding": 1}), "must be non-negative"),
     ("split ratios not summing to 1", _config("training_mix", split_ratios=[0.5, 0.5, 0.5]), "split_ratios must be three"),
     ("incoming_weight out of range", _config("training_mix", incoming_weight=1.5), "incoming_weight must be a number in [0, 1)"),
+    ("ethics_refusal_share out of range", _config("training_mix", ethics_refusal_share=1.5),
+     "ethics_refusal_share must be a number in [0, 1] or null"),
     ("unknown system prompt", _config("training_mix", system_prompt="poem"), "system_prompt must be one of"),
     ("malformed JSON in data/incoming", _incoming("bad.jsonl", b'{"instruction": "x", \n'), "bad.jsonl line 1: invalid JSON"),
     ("incoming conversation without an answer", _incoming("bad.jsonl", b'{"messages": [{"role": "user", "content": "hi"}]}\n'),
@@ -144,5 +146,5 @@ def test_bad_input_fails_clearly_and_loses_nothing(built, tmp_path, monkeypatch,
     assert snapshot(warehouse) == before, f"{name}: an earlier table or file changed"
 
 
-def test_the_drill_has_twenty_kinds():
-    assert len(CASES) == len({c[0] for c in CASES}) == 20
+def test_the_drill_has_twenty_one_kinds():
+    assert len(CASES) == len({c[0] for c in CASES}) == 21
