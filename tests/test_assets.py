@@ -188,3 +188,23 @@ def test_run_config_files_are_valid_for_the_whole_graph(name):
     config = yaml.safe_load((Path(__file__).resolve().parent.parent / "configs" / name).read_text())
     validated = dg.validate_run_config(defs.resolve_implicit_global_asset_job_def(), config)
     assert {"lora_adapter", "training_mix"} <= set(validated["ops"])
+
+
+def test_dagster_training_config_mirrors_the_trainer_config():
+    """LoraTrainingConfig (Dagster's pydantic class) repeats TrainConfig's fields: a trainer option
+    added to one must be added to the other (or listed here as set by the asset), with the same default."""
+    import dataclasses
+
+    from kala_assets.assets.training import LoraTrainingConfig
+    from kala_lib.training import TrainConfig
+
+    set_by_asset = {"output_dir", "train_file", "val_file", "ethics_prompts"}
+    internal = {"bucket_size", "ethics_max_new_tokens", "log_every", "max_grad_norm", "min_shared_prefix",
+                "quantization", "resume", "target_modules", "threads", "val_examples", "wandb_mode",
+                "wandb_project", "weight_decay"}
+    dagster_only = {"ethics_benign_prompts", "ethics_harmful_prompts", "nproc_per_node", "system_prompt"}
+    trainer = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
+    dagster = {name: field.default for name, field in LoraTrainingConfig.model_fields.items()}
+    assert set(trainer) - set(dagster) == set_by_asset | internal, "a new TrainConfig field needs a Dagster config field"
+    assert set(dagster) - set(trainer) == dagster_only, "a Dagster config field the trainer does not know"
+    assert {k: (trainer[k], dagster[k]) for k in set(trainer) & set(dagster) if trainer[k] != dagster[k]} == {}
