@@ -36,22 +36,12 @@ SHARES = {"asis": None, "r50": 0.5, "r35": 0.35, "r25": 0.25}
 
 
 def prepare(out: Path) -> None:
-    from kala_assets.assets.mix import EVAL_SUITE_TABLE, EXAMPLES_TABLE, eval_index
+    from kala_assets.assets.mix import EVAL_SUITE_TABLE, decontaminated_pools
     from kala_assets.resources import KalaWarehouse
     from kala_lib import mixing
 
     warehouse = KalaWarehouse()
-    system = mixing.SYSTEM_PROMPTS["short"]
-    candidates = {
-        "ethics": mixing.ethics_items(warehouse.read_records(EXAMPLES_TABLE), system),
-        "coding": mixing.mbpp_items(warehouse.read_records("benchmark_mbpp"), system)
-        + mixing.security_items(warehouse.read_records("security_code_tasks"), system),
-        "math": mixing.gsm8k_items(warehouse.read_records("benchmark_gsm8k"), system)
-        + mixing.math_items(warehouse.read_records("benchmark_math"), system),
-        "general": mixing.general_items(warehouse.read_records("general_instructions"), system),
-    }
-    index = eval_index(warehouse)
-    pools = {c: index.filter(items)[0] for c, items in candidates.items()}
+    pools, _ = decontaminated_pools(warehouse, mixing.SYSTEM_PROMPTS["short"])  # incoming/ left out
     out.mkdir(parents=True, exist_ok=True)
     for name, share in SHARES.items():
         mix = mixing.build_mix(pools, mixing.DEFAULT_WEIGHTS, 10_000, 0, 3, (0.9, 0.05, 0.05), share)

@@ -277,8 +277,8 @@ def build_mix(
     ethics_refusal_share: float | None = None,
 ) -> MixResult:
     """``ethics_refusal_share``: the share of refusals within the ethics category (None = as the pool
-    has them). The generator's type counts make 74% of its examples refusals; a model trained on
-    that learns to refuse nearly everything, so the CPU default asks for an even split."""
+    has them; the generator's type counts make 74% of its examples refusals). It sets how often a
+    trained model refuses, not how well it tells harmful from benign (README: the gate sweep)."""
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         raise MixError(f"mix size must be a positive whole number, got {size!r}")
     if not isinstance(max_repeats, int) or max_repeats < 1:

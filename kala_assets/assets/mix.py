@@ -97,6 +97,30 @@ def eval_index(warehouse: KalaWarehouse, n: int = mixing.NGRAM) -> mixing.Decont
     )
 
 
+def decontaminated_pools(warehouse: KalaWarehouse, system: str, conversations=(), ngram: int = mixing.NGRAM,
+                         math_rows=None, general_rows=None):
+    """Every mix source in chat format, minus what overlaps the evaluation data: (pools by
+    category, removed (item, reason) pairs). The rows of MATH and general are passed in when the
+    caller reads them anyway."""
+    math_rows = warehouse.read_records("benchmark_math") if math_rows is None else math_rows
+    general_rows = warehouse.read_records("general_instructions") if general_rows is None else general_rows
+    candidates = {
+        "ethics": mixing.ethics_items(warehouse.read_records(EXAMPLES_TABLE), system),
+        "coding": mixing.mbpp_items(warehouse.read_records("benchmark_mbpp"), system)
+        + mixing.security_items(warehouse.read_records("security_code_tasks"), system),
+        "math": mixing.gsm8k_items(warehouse.read_records("benchmark_gsm8k"), system)
+        + mixing.math_items(math_rows, system),
+        "general": mixing.general_items(general_rows, system),
+        "incoming": mixing.incoming_items(conversations, system),
+    }
+    index = eval_index(warehouse, ngram)
+    pools, removed = {}, []
+    for category, items in candidates.items():
+        pools[category], dropped = index.filter(items)
+        removed += dropped
+    return pools, removed
+
+
 @dg.asset(
     group_name="data",
     kinds={"python", "duckdb"},
@@ -117,24 +141,11 @@ def training_mix(
     conversations = read_incoming(incoming_folder(warehouse))  # a malformed file stops here, nothing written
     weights = mixing.with_incoming(config.weights, config.incoming_weight if conversations else 0.0)
     tokenizer = load_tokenizer(config.model_profile)
-    system = mixing.SYSTEM_PROMPTS[config.system_prompt]
     math_rows = warehouse.read_records("benchmark_math")
     general_rows = warehouse.read_records("general_instructions")
-    candidates = {
-        "ethics": mixing.ethics_items(warehouse.read_records(EXAMPLES_TABLE), system),
-        "coding": mixing.mbpp_items(warehouse.read_records("benchmark_mbpp"), system)
-        + mixing.security_items(warehouse.read_records("security_code_tasks"), system),
-        "math": mixing.gsm8k_items(warehouse.read_records("benchmark_gsm8k"), system)
-        + mixing.math_items(math_rows, system),
-        "general": mixing.general_items(general_rows, system),
-        "incoming": mixing.incoming_items(conversations, system),
-    }
-    index = eval_index(warehouse, config.ngram)
-    pools, removed = {}, []
-    for category, items in candidates.items():
-        pools[category], dropped = index.filter(items)
-        removed += dropped
-    context.log.info(f"decontamination removed {len(removed)} of {sum(map(len, candidates.values()))} candidates")
+    pools, removed = decontaminated_pools(warehouse, mixing.SYSTEM_PROMPTS[config.system_prompt], conversations,
+                                          config.ngram, math_rows=math_rows, general_rows=general_rows)
+    context.log.info(f"decontamination removed {len(removed)} of {len(removed) + sum(map(len, pools.values()))} candidates")
 
     result = mixing.build_mix(pools, weights, config.size, config.seed, config.max_repeats, config.split_ratios,
                                config.ethics_refusal_share)
