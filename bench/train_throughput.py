@@ -5,13 +5,16 @@ same LoRA (r=16, alpha=32, dropout 0.05, q/k/v/o), batch 4 x accumulation 4, Ada
 (a) baseline: transformers.Trainer, batches padded to the longest sequence, no packing, random order;
 (b) KALA: length-bucketed batches, loss and logits only on target tokens, and the prefix every
 example of a step shares (system prompt, chat header) run once per step.
-Each runs in its own process (so peak RSS is its own). Reports non-padding tokens/s, the ratio,
+Each runs in its own process (so peak RSS is its own), in rounds that alternate the order (baseline
+then KALA, KALA then baseline, ...) so a machine that speeds up or slows down during the run (this
+one moves by a fifth over minutes) weighs on both alike; tokens/s pools every round's tokens and
+seconds. Reports non-padding tokens/s, the ratio,
 and the share of this machine's fp32 matmul peak (measured here with a 2048^3 matmul), counting
 4 x parameters FLOPs per token: "effective" counts every example token, "executed" (peak_share
 in the last line) only the tokens KALA really ran through the model (the shared prefix once per
 step).
 
-    .venv/bin/python bench/train_throughput.py [--quick] [--steps N] [--mix data/training_mix/train.jsonl]
+    .venv/bin/python bench/train_throughput.py [--quick] [--steps N] [--rounds R] [--mix data/training_mix/train.jsonl]
 
 The last line: speedup=<ratio> peak_share=<fraction> kala_tok_s=<n> baseline_tok_s=<n>
 """
@@ -99,6 +102,19 @@ def run_kala(sample: Path, steps: int, seed: int) -> dict:
             "computed_tok_s": computed / seconds, "params": result.total_parameters}
 
 
+def pooled(runs: list[dict]) -> dict:
+    """One trainer's runs as one: tokens and seconds summed (tokens/s over all of them), RSS the peak."""
+    data = dict(runs[0])
+    for key in ("tokens", "padded_tokens", "computed_tokens", "seconds"):
+        if key in data:
+            data[key] = sum(run[key] for run in runs)
+    data["tok_s"] = data["tokens"] / data["seconds"]
+    if "computed_tokens" in data:
+        data["computed_tok_s"] = data["computed_tokens"] / data["seconds"]
+    data["peak_rss_mb"] = max(run["peak_rss_mb"] for run in runs)
+    return data
+
+
 def child(which: str, sample: str, steps: int, seed: int) -> None:
     data = (run_baseline if which == "baseline" else run_kala)(Path(sample), steps, seed)
     data["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -107,14 +123,17 @@ def child(which: str, sample: str, steps: int, seed: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="3 steps each (under 5 minutes)")
+    parser.add_argument("--quick", action="store_true", help="3 steps each, one round (under 5 minutes)")
     parser.add_argument("--steps", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=None,
+                        help="runs of each trainer, in alternating order (default 2; 1 with --quick)")
     parser.add_argument("--mix", default=str(PROJECT / "data" / "training_mix" / "train.jsonl"))
     parser.add_argument("--sample", type=int, default=400)
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--child", nargs=2, metavar=("WHICH", "SAMPLE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     steps = 3 if args.quick else args.steps
+    rounds = args.rounds or (1 if args.quick else 2)
     if args.child:
         child(args.child[0], args.child[1], steps, args.seed)
         return
@@ -126,21 +145,25 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         sample = Path(tmp) / "sample.jsonl"
         sample.write_text("\n".join(lines[: args.sample]) + "\n")
-        results = {}
-        for which in ("baseline", "kala"):
-            command = [sys.executable, __file__, "--child", which, str(sample), "--steps", str(steps), "--seed", str(args.seed)]
-            done = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT)
-            line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
-            if done.returncode or not line:
-                sys.exit(f"{which} run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-            results[which] = json.loads(line[7:])
+        runs = {"baseline": [], "kala": []}
+        for round_index in range(rounds):
+            for which in ("baseline", "kala") if round_index % 2 == 0 else ("kala", "baseline"):
+                command = [sys.executable, __file__, "--child", which, str(sample), "--steps", str(steps),
+                           "--seed", str(args.seed)]
+                done = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT)
+                line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
+                if done.returncode or not line:
+                    sys.exit(f"{which} run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
+                runs[which].append(json.loads(line[7:]))
+                print(f"round {round_index + 1} {which:8s} {runs[which][-1]['tok_s']:8.1f} non-padding tok/s", flush=True)
     peak = matmul_peak()
-    base, kala = results["baseline"], results["kala"]
+    base, kala = (pooled(runs[which]) for which in ("baseline", "kala"))
     params = kala["params"]
     share = kala["tok_s"] * 4 * params / peak  # effective: every example token counts, shared prefix included
     executed = kala["computed_tok_s"] * 4 * params / peak  # the tokens KALA actually ran through the model
     speedup = kala["tok_s"] / base["tok_s"]
-    print(f"steps per run: {steps} (batch 4 x accumulation 4), sample {args.sample} examples, {os.cpu_count()} CPU threads")
+    print(f"steps per run: {steps} (batch 4 x accumulation 4), {rounds} run(s) of each, sample {args.sample} examples, "
+          f"{os.cpu_count()} CPU threads")
     print(f"fp32 matmul peak:        {peak / 1e9:8.1f} GFLOP/s")
     print(f"baseline (HF Trainer):   {base['tok_s']:8.1f} non-padding tok/s   padding share "
           f"{1 - base['tokens'] / base['padded_tokens']:.1%}   peak RSS {base['peak_rss_mb']:.0f} MB")

@@ -317,22 +317,3 @@ def test_wandb_offline_needs_no_account(tmp_path, mix_files, monkeypatch):
     assert result.status == "finished"
     runs = list((Path(result.output_dir) / "wandb").glob("offline-run-*"))
     assert runs and any(p.suffix == ".wandb" for p in runs[0].iterdir())
-
-
-def test_fast_lora_dropout_keeps_the_distribution():
-    from peft import LoraConfig, get_peft_model
-
-    from kala_lib.training import use_fast_lora_dropout
-
-    model = get_peft_model(load_model("tiny-gpt-neox"), LoraConfig(r=4, lora_dropout=0.2, task_type="CAUSAL_LM",
-                                                                   target_modules=["query_key_value", "dense"]))
-    assert use_fast_lora_dropout(model) == 4  # 2 layers x 2 target modules
-    dropout = next(m for m in model.modules() if type(m).__name__ == "FastDropout")
-    x = torch.ones(200_000)
-    dropout.train()
-    y = dropout(x)
-    kept = (y != 0).float().mean()
-    assert abs(float(kept) - 0.8) < 0.01 and torch.allclose(y[y != 0], torch.full_like(y[y != 0], 1 / 0.8))
-    assert abs(float(y.mean()) - 1.0) < 0.01  # unbiased, like nn.Dropout
-    dropout.eval()
-    assert torch.equal(dropout(x), x)
