@@ -7,6 +7,9 @@ What it does that a TRL script plus a notebook usually does not:
   prompt positions (most of the sequence), which is most of the saving on a CPU;
 - length-bucketed micro-batches: examples of similar length share a batch, so padding is small
   and no example ever attends to another (no packing across examples);
+- the prefix every example of a step shares (system prompt, chat header) run once per step;
+- on the CPU, cheaper LoRA dropout masks and one fused autograd node per LoRA linear
+  (``kala_lib.cpu_lora``), with PEFT's loss, gradients and saved adapter;
 - checkpoints with adapter, optimizer, scheduler, RNG state and data position; ``resume``
   continues exactly where a killed run stopped;
 - ethics validation every N steps with the shared judge, recorded and, when asked, halting;
