@@ -117,7 +117,7 @@ def use_fused_lora(model) -> int:
     through FusedLora while it trains with gradients on; returns how many layers were routed.
 
     Anything else (evaluation, generation under no_grad, merged or disabled adapters, several
-    active adapters, quantized bases) takes PEFT's own forward, so the results are PEFT's. A layer
+    active adapters, quantized or trainable bases) takes PEFT's own forward, so the results are PEFT's. A layer
     keeps its parameters: saving, loading and merging see an ordinary PEFT model. Forward and
     backward match PEFT's with FastDropout under the same seed (same mask draws); SmolLM2 trains
     1.10-1.13x faster with it (README, "The trainer")."""
@@ -133,7 +133,8 @@ def use_fused_lora(model) -> int:
         base = layer.base_layer
         if (args or kwargs or name is None or name not in layer.lora_A or not layer.training
                 or not torch.is_grad_enabled() or layer.disable_adapters or layer.merged
-                or x.dtype != base.weight.dtype):
+                or x.dtype != base.weight.dtype or base.weight.requires_grad
+                or (base.bias is not None and base.bias.requires_grad)):  # FusedLora gives frozen bases no gradient
             return peft_forward(x, *args, **kwargs)
         dropout = layer.lora_dropout[name]
         if isinstance(dropout, torch.nn.Identity):

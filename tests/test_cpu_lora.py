@@ -105,6 +105,12 @@ def test_fused_lora_draws_a_fresh_mask_that_changes_the_loss():
     assert torch.equal(a, b)  # outside training the fused model runs PEFT's own forward
     out = fused(input_ids=input_ids, attention_mask=attention, labels=labels).loss  # eval mode, grads on
     assert "FusedLoraBackward" not in graph_names(out)
+    fused.train()
+    for module in fused.modules():  # a base that trains too needs PEFT's path, which gives it gradients
+        if hasattr(module, "base_layer"):
+            module.base_layer.weight.requires_grad_(True)
+    out = fused(input_ids=input_ids, attention_mask=attention, labels=labels).loss
+    assert "FusedLoraBackward" not in graph_names(out)
 
 
 def test_fused_lora_leaves_the_saved_adapter_as_peft_writes_it(tmp_path):
