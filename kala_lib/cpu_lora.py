@@ -113,12 +113,13 @@ def _fused_lora_function():
 
 
 def use_fused_lora(model) -> int:
-    """Route each plain LoRA linear (fp32 ``nn.Linear`` base, one adapter, no DoRA, no LoRA bias)
-    through FusedLora while it trains with gradients on; returns how many layers were routed.
+    """Route each plain LoRA linear (``nn.Linear`` base, no DoRA, no LoRA bias) through FusedLora
+    while it trains with gradients on, one adapter active and input in the base's dtype; returns
+    how many layers were routed.
 
     Anything else (evaluation, generation under no_grad, merged or disabled adapters, several
-    active adapters, quantized or trainable bases) takes PEFT's own forward, so the results are PEFT's. A layer
-    keeps its parameters: saving, loading and merging see an ordinary PEFT model. Forward and
+    active adapters, quantized or trainable bases) takes PEFT's own forward, so the results are
+    PEFT's. A layer keeps its parameters: saving, loading and merging see an ordinary PEFT model. Forward and
     backward match PEFT's with FastDropout under the same seed (same mask draws); SmolLM2 trains
     1.10-1.13x faster with it (README, "The trainer")."""
     import torch
@@ -134,7 +135,7 @@ def use_fused_lora(model) -> int:
         if (args or kwargs or name is None or name not in layer.lora_A or not layer.training
                 or not torch.is_grad_enabled() or layer.disable_adapters or layer.merged
                 or x.dtype != base.weight.dtype or base.weight.requires_grad
-                or (base.bias is not None and base.bias.requires_grad)):  # FusedLora gives frozen bases no gradient
+                or (base.bias is not None and base.bias.requires_grad)):  # FusedLora returns no base gradient
             return peft_forward(x, *args, **kwargs)
         dropout = layer.lora_dropout[name]
         if isinstance(dropout, torch.nn.Identity):
@@ -150,7 +151,7 @@ def use_fused_lora(model) -> int:
     for module in model.modules():
         if not isinstance(module, LoraLinear) or type(module.base_layer) is not torch.nn.Linear:
             continue
-        if getattr(module, "lora_variant", None) or any(getattr(b, "bias", None) is not None for b in module.lora_B.values()):
+        if getattr(module, "lora_variant", None) or any(b.bias is not None for b in module.lora_B.values()):
             continue
         if getattr(module, "_kala_fused", False):
             continue

@@ -38,7 +38,7 @@ def peft_pair(architecture: str, dropout: float):
         if "lora_B" in name:  # non-zero B, so every LoRA term contributes to the output and the gradients
             torch.nn.init.normal_(parameter, std=0.05)
     fused = copy.deepcopy(plain)
-    expected = 2 * len(targets) if architecture == "llama" else 4  # 2 layers x target modules
+    expected = 2 * len(targets)  # 2 layers x target modules
     assert use_fast_lora_dropout(plain) == use_fast_lora_dropout(fused) == (expected if dropout else 0)
     assert use_fused_lora(fused) == expected
     assert use_fused_lora(fused) == 0  # routing twice is a no-op
