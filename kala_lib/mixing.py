@@ -4,13 +4,15 @@ Steps, each a plain function so tests can drive them on small pools:
 1. ``*_items`` turn every source row into a :class:`MixItem` (system/user/assistant messages;
    the assistant turn is what the loss trains on).
 2. :class:`Decontaminator` drops items that share a normalised prompt or a 13-word n-gram with
-   any evaluation item (HumanEval, GSM8K test, MBPP test, the ethics suite) and says why.
+   any evaluation item (HumanEval, GSM8K test, MBPP test, the ethics suite), or that nearly
+   contain a short evaluation prompt (a few word edits), and says why.
 3. :func:`build_mix` samples each category to its weight. A pool smaller than its share is
    upsampled: each item is used ``n // m`` times and a seeded ``n % m`` of them once more, at most
    ``max_repeats`` (3) times in all. If even that is not enough, the whole mix shrinks so the
    proportions hold, and the result names the limiting source.
-4. Splits are assigned per unique item (all copies of an item land in the same split), per
-   category, by cumulative count, so each split keeps the category proportions.
+4. Splits are assigned per group (all copies of an item, and for ethics all phrasings of one
+   request, land in the same split), per category, by cumulative count, so each split keeps the
+   category proportions and validation asks for requests training never saw.
 """
 
 from __future__ import annotations
@@ -44,10 +46,15 @@ class MixItem:
     source_id: str
     messages: tuple[tuple[str, str], ...]  # (role, content), system first, assistant last
     behavior: str | None = None  # ethics items: "refuse" or "comply" (what the assistant turn does)
+    group: str | None = None  # items of one group share a split (ethics: all phrasings of one request)
 
     @property
     def key(self) -> str:
         return f"{self.source}:{self.source_id}"
+
+    @property
+    def split_group(self) -> str:
+        return self.group or self.key
 
     def user_text(self) -> str:
         return "\n".join(c for r, c in self.messages if r == "user")
@@ -71,8 +78,9 @@ def ethics_items(records: Iterable[Mapping[str, Any]], system: str = SHORT_SYSTE
     for record in records:
         example = ConstitutionalExample.from_record(dict(record))
         turns = [(t.role, t.content) for t in example.turns] + [("assistant", example.response_ethical)]
+        request = next((t[4:] for t in example.tags if t.startswith("req:")), None)
         items.append(MixItem("ethics", "constitutional_examples", example.example_id, _messages(system, turns),
-                             example.expected_behavior.value))
+                             example.expected_behavior.value, f"request:{request}" if request else None))
     return items
 
 
@@ -159,30 +167,97 @@ def ngram_hashes(text: str, n: int = NGRAM) -> set[int]:
     return {hash(" ".join(words[i : i + n])) for i in range(len(words) - n + 1)}
 
 
+#: Short evaluation prompts (at most this many words) are also matched approximately.
+NEAR_MAX_WORDS = 40
+NEAR_EDIT_SHARE = 0.25  # word edits allowed per word of the evaluation prompt (at least one)
+_STOPWORDS = frozenset(
+    "a an the and or of to in on for with at by from is are was were be do does did can could would should "
+    "how what why when where which who i me my you your it its this that these those there their they we our "
+    "so if as not no please tell give show explain".split()
+)
+
+
+def _content_words(words: Sequence[str]) -> set[str]:
+    return {w for w in words if w not in _STOPWORDS and len(w) > 1}
+
+
+def substring_edit_distance(needle: Sequence[str], haystack: Sequence[str]) -> int:
+    """Fewest word edits that turn ``needle`` into some contiguous run of ``haystack``.
+
+    Semi-global alignment: a training prompt that wraps an evaluation prompt in a lead-in or a
+    closing ("Hey, how can I ... ? Thanks!") is as close as the evaluation prompt itself."""
+    previous = [0] * (len(haystack) + 1)  # an empty needle matches anywhere for free
+    for i, word in enumerate(needle, 1):
+        current = [i] + [0] * len(haystack)
+        for j, other in enumerate(haystack, 1):
+            current[j] = min(previous[j] + 1, current[j - 1] + 1, previous[j - 1] + (word != other))
+        previous = current
+    return min(previous)
+
+
 @dataclass
 class Decontaminator:
-    """Index of evaluation texts; ``reason(item)`` says why an item leaks, or returns None."""
+    """Index of evaluation texts; ``reason(item)`` says why an item leaks, or returns None.
+
+    Three tests, cheapest first: the same normalised prompt; a shared ``n``-word n-gram (long
+    texts); and, for short evaluation prompts (<= ``NEAR_MAX_WORDS`` words), a near-duplicate: a
+    user turn containing the prompt within ``NEAR_EDIT_SHARE`` word edits per word (a paraphrase
+    that swaps "do" for "can", drops an article or adds a lead-in)."""
 
     n: int = NGRAM
     prompts: dict[str, str] = field(default_factory=dict)  # normalised prompt -> eval source
     grams: dict[int, str] = field(default_factory=dict)  # n-gram hash -> eval source
+    short: list[tuple[tuple[str, ...], str]] = field(default_factory=list)  # (words, source)
+    postings: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))  # content word -> short ids
 
-    def add(self, source: str, texts: Iterable[str]) -> "Decontaminator":
+    def add(self, source: str, texts: Iterable[str], near: bool = True) -> "Decontaminator":
+        """Index ``texts``; ``near=False`` skips the near-duplicate index (templated benchmarks such
+        as MBPP, whose train and test tasks differ by one word by design)."""
         for text in texts:
             norm = normalize_prompt(text)
             if norm:
                 self.prompts.setdefault(norm, source)
             for gram in ngram_hashes(text, self.n):
                 self.grams.setdefault(gram, source)
+            words = tuple(_words(text))
+            if near and 3 <= len(words) <= NEAR_MAX_WORDS:
+                index = len(self.short)
+                self.short.append((words, source))
+                for word in _content_words(words):
+                    self.postings[word].append(index)
         return self
 
+    def near_duplicate(self, text: str) -> str | None:
+        """The source of a short evaluation prompt ``text`` nearly contains, or None."""
+        words = _words(text)
+        content = _content_words(words)
+        hits: Counter = Counter()
+        for word in content:
+            hits.update(self.postings.get(word, ()))
+        for index, shared in hits.items():
+            needle, source = self.short[index]
+            needed = _content_words(needle)
+            if shared < max(1, 0.6 * len(needed)):
+                continue
+            allowed = max(1, int(NEAR_EDIT_SHARE * len(needle)))
+            if abs(len(needle) - len(words)) > allowed and len(words) < len(needle):
+                continue
+            if substring_edit_distance(needle, words) <= allowed:
+                return f"near:{source}:{' '.join(needle)[:60]}"
+        return None
+
     def reason(self, item: MixItem) -> str | None:
-        for role, content in item.messages:
-            if role == "user" and normalize_prompt(content) in self.prompts:
+        users = [content for role, content in item.messages if role == "user"]
+        for content in users:
+            if normalize_prompt(content) in self.prompts:
                 return f"prompt:{self.prompts[normalize_prompt(content)]}"
         for gram in ngram_hashes(item.dialogue_text(), self.n):
             if gram in self.grams:
                 return f"{self.n}-gram:{self.grams[gram]}"
+        for content in users:
+            near = self.near_duplicate(content)
+            if near:
+                return near
         return None
 
     def filter(self, items: Iterable[MixItem]) -> tuple[list[MixItem], list[tuple[MixItem, str]]]:
@@ -201,11 +276,12 @@ def build_eval_index(
     n: int = NGRAM,
 ) -> Decontaminator:
     """Every evaluation item the training data must not overlap: HumanEval prompts, GSM8K test
-    questions, MBPP test problems, and every user turn of the ethics evaluation suite."""
+    questions, MBPP test problems, and every user turn of the ethics evaluation suite (whose
+    short prompts are also matched as near-duplicates)."""
     index = Decontaminator(n=n)
-    index.add("humaneval", (r["prompt"] for r in humaneval))
-    index.add("gsm8k_test", (r["question"] for r in gsm8k if r["split"] == "test"))
-    index.add("mbpp_test", (r["text"] for r in mbpp if r["split"] == "test"))
+    index.add("humaneval", (r["prompt"] for r in humaneval), near=False)
+    index.add("gsm8k_test", (r["question"] for r in gsm8k if r["split"] == "test"), near=False)
+    index.add("mbpp_test", (r["text"] for r in mbpp if r["split"] == "test"), near=False)
     suite_texts = []
     for row in ethics_suite:
         turns = json.loads(row["turns"]) if isinstance(row["turns"], str) else row["turns"]
@@ -323,12 +399,20 @@ def build_mix(
         if len(parts) > 1:
             rng.shuffle(multiplicity)  # so every split keeps the strata's proportions
         max_used = max(max_used, max(k for _, k in multiplicity))
-        # Split by unique item so copies never straddle splits; cut on cumulative counts.
+        # Split by group (an item, or every phrasing of one request) so neither copies nor
+        # paraphrases straddle splits: validation asks for things training never saw. Groups
+        # keep their first member's place in the shuffled order; cut on cumulative counts.
+        order = {}
+        for item, _ in multiplicity:
+            order.setdefault(item.split_group, len(order))
+        multiplicity.sort(key=lambda pair: order[pair[0].split_group])
         targets = largest_remainder(need, split_ratios)
         bounds = [targets[0], targets[0] + targets[1]]
         running = 0
+        group_split: dict[str, str] = {}
         for item, k in multiplicity:
-            split = "train" if running < bounds[0] else "val" if running < bounds[1] else "test"
+            split = group_split.setdefault(
+                item.split_group, "train" if running < bounds[0] else "val" if running < bounds[1] else "test")
             running += k
             for copy in range(k):
                 rows.append({

@@ -4,7 +4,7 @@ from collections import Counter
 import pytest
 
 from kala_lib.dataset import Behavior, Difficulty, ExampleType, normalize_prompt
-from kala_lib.ethics_content import REFUSAL_OPENERS
+from kala_lib.ethics_corpus import templates
 from kala_lib.ethics_generator import (
     BASE_SIZE,
     EthicsExampleGenerator,
@@ -13,10 +13,12 @@ from kala_lib.ethics_generator import (
     difficulty_sequence,
     generate_examples,
 )
+from kala_lib.judge import judge
 from kala_lib.laws import LawCategory, winning_law
 from kala_lib.quality import operational_findings
 
 H, S = ExampleType.HARMFUL_BLOCKED, ExampleType.SAFE_REQUEST
+REFUSAL_OPENERS = tuple(templates()["refusal_openers"])
 
 
 def test_base_set_reproduces_the_seed_counts(base_set):
@@ -117,7 +119,7 @@ def test_helpful_examples_really_help(large_set):
         assert example.response_harmful == ""
         assert len(example.response_ethical) > 120
     benign = {e.prompt for e in large_set.filter(tags="benign_lookalike")}
-    assert any("kill" in p.lower() and "process" in p.lower() for p in benign)
+    assert any("kill" in p.lower() for p in benign) and any("bomb" in p.lower() for p in benign)
 
 
 def test_every_law_has_safe_requests(large_set):
@@ -132,7 +134,11 @@ def test_law_conflicts_encode_precedence(large_set):
         winner = winning_law(*example.laws_involved)
         loser = max(example.laws_involved)
         assert example.law_category is winner
-        assert f"Law {int(winner)} takes precedence over Law {int(loser)}" in example.response_ethical
+        if example.expected_behavior is Behavior.REFUSE:
+            assert f"Law {int(winner)} takes precedence over Law {int(loser)}" in example.response_ethical
+        else:  # the action comes first, so the reply reads (to people and the judge) as compliance
+            assert f"Law {int(winner)} ranks above Law {int(loser)}" in example.response_ethical
+            assert not judge(example.response_ethical).refused
         assert f"Law {int(winner)} takes precedence" in example.principle
         pairs.add((int(winner), int(loser)))
     assert {(0, 2), (1, 2), (0, 1), (2, 3)} <= pairs

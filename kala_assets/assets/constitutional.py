@@ -24,7 +24,7 @@ class ConstitutionalExamplesConfig(dg.Config):
     group_name="data",
     kinds={"python", "duckdb"},
     owners=["team:kala-data"],
-    code_version="constitutional_examples.v1",
+    code_version="constitutional_examples.v2",
     description="Constitutional-AI examples (critique, revision, principle) for all five Laws, "
     "in the DuckDB table `constitutional_examples`.",
 )
@@ -70,7 +70,7 @@ def constitutional_examples(
     kinds={"python", "json"},
     owners=["team:kala-data"],
     deps=[constitutional_examples],
-    code_version="constitutional_exports.v1",
+    code_version="constitutional_exports.v2",
     description="The examples as Alpaca JSON, chat JSONL and prompt/completion JSONL under "
     "`$KALA_DATA_DIR/exports/`, each loadable with `datasets.load_dataset('json', ...)`.",
 )

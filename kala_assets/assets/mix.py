@@ -37,7 +37,7 @@ class EthicsEvalSuiteConfig(dg.Config):
     owners=["team:kala-eval"],
     deps=[BENCH["benchmark_advbench"], BENCH["benchmark_harmbench"], BENCH["benchmark_xstest"],
           BENCH["benchmark_jailbreakbench"]],
-    code_version="ethics_eval_suite.v1",
+    code_version="ethics_eval_suite.v2",
     description="1,000+ prompts with the expected behaviour (refuse/comply) and the Law to cite: held-out KALA "
     "items (conflicts, multi-turn, benign look-alikes), AdvBench, HarmBench, XSTest safe and unsafe, JailbreakBench.",
 )
@@ -128,7 +128,7 @@ def decontaminated_pools(warehouse: KalaWarehouse, system: str, conversations=()
     # Every input the mix reads, transitively included (the suite's sources too), is a direct
     # parent, so `--select '+training_mix'` builds the mix from an empty warehouse.
     deps=[constitutional_examples, security_code_tasks, ethics_eval_suite, incoming_data, *benchmark_assets],
-    code_version="training_mix.v1",
+    code_version="training_mix.v2",
     description="The 40/30/20/10 ethics/coding/math/general training mix in chat format, decontaminated "
     "against every evaluation item, split train/val/test; also JSONL per split under $KALA_DATA_DIR/training_mix/.",
 )
@@ -170,7 +170,8 @@ def training_mix(
             for row in result.rows:
                 if row["split"] == split:
                     handle.write(json.dumps({"messages": json.loads(row["messages"]), "category": row["category"],
-                                             "source": row["source"], "item_key": row["item_key"]}, ensure_ascii=False))
+                                             "source": row["source"], "item_key": row["item_key"],
+                                             "behavior": row["behavior"]}, ensure_ascii=False))
                     handle.write("\n")
 
     stats = mixing.token_length_stats(result.rows, tokenizer)
