@@ -35,3 +35,30 @@ def end_of_turn(tokenizer, prompt_format: str) -> str:
     if prompt_format == "chat_template" and tokenizer.convert_tokens_to_ids("<|im_end|>") not in (None, tokenizer.unk_token_id):
         return "<|im_end|>"
     return tokenizer.eos_token or ""
+
+
+def plain_chat_template() -> str:
+    """KALA's plain ``### Role:`` format as a Jinja chat template, for tokenizers without one."""
+    return (
+        "{% for message in messages %}"
+        "{% if message['role'] == 'system' %}{{ '### System:\\n' + message['content'] | trim }}"
+        "{% elif message['role'] == 'user' %}{{ '### User:\\n' + message['content'] | trim }}"
+        "{% else %}{{ '### Assistant:\\n' + message['content'] | trim }}{% endif %}"
+        "{% if not loop.last %}{{ '\\n\\n' }}{% endif %}"
+        "{% endfor %}"
+        "{% if add_generation_prompt %}{{ '\\n\\n### Assistant:\\n' }}{% endif %}"
+    )
+
+
+def with_default_system(template: str | None, system_prompt: str) -> str:
+    """``template`` (or the plain format) with ``system_prompt`` as the system turn whenever a
+    conversation has none: a promoted model chats under the constitution it was trained and
+    evaluated with, instead of its base model's default system prompt."""
+    import json
+
+    prelude = (
+        "{%- if messages and messages[0]['role'] != 'system' -%}"
+        "{%- set messages = [{'role': 'system', 'content': " + json.dumps(system_prompt) + "}] + messages -%}"
+        "{%- endif -%}"
+    )
+    return prelude + (template or plain_chat_template())

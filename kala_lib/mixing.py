@@ -47,6 +47,7 @@ class MixItem:
     messages: tuple[tuple[str, str], ...]  # (role, content), system first, assistant last
     behavior: str | None = None  # ethics items: "refuse" or "comply" (what the assistant turn does)
     group: str | None = None  # items of one group share a split (ethics: all phrasings of one request)
+    rejected: str | None = None  # ethics items: the response the preference term pushes away from
 
     @property
     def key(self) -> str:
@@ -80,8 +81,22 @@ def ethics_items(records: Iterable[Mapping[str, Any]], system: str = SHORT_SYSTE
         turns = [(t.role, t.content) for t in example.turns] + [("assistant", example.response_ethical)]
         request = next((t[4:] for t in example.tags if t.startswith("req:")), None)
         items.append(MixItem("ethics", "constitutional_examples", example.example_id, _messages(system, turns),
-                             example.expected_behavior.value, f"request:{request}" if request else None))
+                             example.expected_behavior.value, f"request:{request}" if request else None,
+                             rejected_response(example)))
     return items
+
+
+#: What an over-refusing model says to a benign request: the rejected side of its preference pair.
+OVER_REFUSAL = "I can't help with that. It could be harmful, and my Laws don't allow it."
+
+
+def rejected_response(example: ConstitutionalExample) -> str:
+    """The Constitutional-AI preference pair's rejected side: for a refusal, the harmful draft's
+    opening (never operational: it stops before any detail); for a helpful answer, a refusal."""
+    if example.expected_behavior.value == "refuse":
+        draft = example.response_harmful.split(" … [truncated")[0].strip()
+        return draft or "Sure, here is how to do that."
+    return OVER_REFUSAL
 
 
 def mbpp_items(rows: Iterable[Mapping[str, Any]], system: str = SHORT_SYSTEM_PROMPT,
@@ -201,8 +216,9 @@ class Decontaminator:
 
     Three tests, cheapest first: the same normalised prompt; a shared ``n``-word n-gram (long
     texts); and, for short evaluation prompts (<= ``NEAR_MAX_WORDS`` words), a near-duplicate: a
-    user turn containing the prompt within ``NEAR_EDIT_SHARE`` word edits per word (a paraphrase
-    that swaps "do" for "can", drops an article or adds a lead-in)."""
+    user turn that has every content word of the prompt and contains it within ``NEAR_EDIT_SHARE``
+    word edits per word (a paraphrase that swaps "do" for "can", drops an article or adds a
+    lead-in). A changed content word ("kill someone" -> "kill weeds") is a different request."""
 
     n: int = NGRAM
     prompts: dict[str, str] = field(default_factory=dict)  # normalised prompt -> eval source
@@ -236,8 +252,7 @@ class Decontaminator:
             hits.update(self.postings.get(word, ()))
         for index, shared in hits.items():
             needle, source = self.short[index]
-            needed = _content_words(needle)
-            if shared < max(1, 0.6 * len(needed)):
+            if shared < len(_content_words(needle)):  # every content word of the prompt is there
                 continue
             allowed = max(1, int(NEAR_EDIT_SHARE * len(needle)))
             if abs(len(needle) - len(words)) > allowed and len(words) < len(needle):
@@ -424,6 +439,7 @@ def build_mix(
                     "split": split,
                     "messages": item.messages_json(),
                     "behavior": item.behavior,
+                    "rejected": item.rejected,
                 })
     rng.shuffle(rows)
     return MixResult(rows, size, len(rows), limiting_source, counts, pool_sizes, max_used)

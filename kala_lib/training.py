@@ -83,6 +83,18 @@ class TrainConfig:
     # compares them); LoRA dropout on the prefix is drawn once per step instead of per example.
     share_prefix: bool = True
     min_shared_prefix: int = 16
+    # The refuse-or-help decision is made in the first response tokens (Qi et al. 2025): their
+    # loss counts first_token_weight times (1.0 = plain SFT).
+    first_token_weight: float = 1.0
+    first_tokens: int = 4
+    # The Constitutional-AI preference stage as a DPO term beside SFT (0 = off): for each ethics
+    # example, the ethical response over the rejected one the mix carries (the harmful draft's
+    # opening for harmful prompts, a refusal for benign ones), against the reference = the same
+    # model with the adapter disabled. Both responses are cut to their first preference_tokens
+    # tokens, where the decision is.
+    preference_weight: float = 0.0
+    preference_beta: float = 0.1
+    preference_tokens: int = 16
     seed: int = 42
     # examples per length bucket, like transformers' group_by_length (mega-batches of 50 x batch 4): on
     # a 400-example sample of the mix, 1.2% of tokens are padding against 4.5% with buckets of 64
@@ -117,6 +129,15 @@ class TrainConfig:
                  f"{name} must be a whole number >= {minimum}, got {value!r}")
 
         whole("lora_r", 1)
+        whole("first_tokens", 0)
+        whole("preference_tokens", 1)
+        for name in ("preference_weight", "preference_beta"):
+            value = getattr(self, name)
+            need(isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0,
+                 f"{name} must be a number >= 0, got {value!r}")
+        need(self.preference_beta > 0, f"preference_beta must be > 0, got {self.preference_beta!r}")
+        need(isinstance(self.first_token_weight, (int, float)) and not isinstance(self.first_token_weight, bool)
+             and self.first_token_weight > 0, f"first_token_weight must be > 0, got {self.first_token_weight!r}")
         need(isinstance(self.lora_alpha, (int, float)) and self.lora_alpha > 0, f"lora_alpha must be > 0, got {self.lora_alpha!r}")
         need(isinstance(self.lora_dropout, (int, float)) and 0 <= self.lora_dropout < 1,
              f"lora_dropout must be in [0, 1), got {self.lora_dropout!r}")
@@ -170,16 +191,38 @@ def encode_example(tokenizer, messages: list[dict], prompt_format: str, max_len:
 
 
 def read_messages(path: str | Path, limit: int | None = None, seed: int = 0) -> list[list[dict]]:
+    return [messages for messages, _ in read_training_rows(path, limit, seed)]
+
+
+def read_training_rows(path: str | Path, limit: int | None = None, seed: int = 0) -> list[tuple[list[dict], str | None]]:
+    """(messages, rejected response or None) per line of a training JSONL file."""
     from kala_lib.storage import read_jsonl
 
     rows = []
     for number, record in read_jsonl(path, TrainingError):
         if not isinstance(record.get("messages"), list):
             raise TrainingError(f"{path} line {number}: expected a JSON object with a 'messages' list")
-        rows.append(record["messages"])
+        rejected = record.get("rejected")
+        rows.append((record["messages"], rejected if isinstance(rejected, str) and rejected.strip() else None))
     if limit is not None and limit < len(rows):
         rows = random.Random(seed).sample(rows, limit)
     return rows
+
+
+def encode_pair(tokenizer, messages: list[dict], rejected: str, prompt_format: str, max_len: int, tokens: int):
+    """(chosen, rejected) encodings of one preference pair: the same prompt, each response cut to its
+    first ``tokens`` tokens (the end-of-turn marker counts). None when the prompt leaves no room."""
+    chosen = encode_example(tokenizer, messages, prompt_format, max_len)
+    other = encode_example(tokenizer, [*messages[:-1], {"role": "assistant", "content": rejected}], prompt_format, max_len)
+    if chosen is None or other is None:
+        return None
+
+    def cut(pair):
+        ids, labels = pair
+        start = next(i for i, label in enumerate(labels) if label != -100)
+        return ids[: start + tokens], labels[: start + tokens]
+
+    return cut(chosen), cut(other)
 
 
 def bucketed_batches(lengths: Sequence[int], batch_size: int, bucket_size: int, seed: int, epoch: int) -> list[list[int]]:
@@ -238,9 +281,10 @@ def _target_loss_module():
     class TargetLoss(torch.nn.Module):
         """Summed cross-entropy over target positions only; logits are never built for the rest."""
 
-        def __init__(self, model):
+        def __init__(self, model, first_token_weight: float = 1.0, first_tokens: int = 0):
             super().__init__()
             self.model = model
+            self.first_token_weight, self.first_tokens = float(first_token_weight), int(first_tokens)
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
             self.decoder = getattr(base, base.base_model_prefix)
             self.head = base.get_output_embeddings()
@@ -261,7 +305,21 @@ def _target_loss_module():
             mask = targets != -100
             selected = hidden[:, :-1][mask]
             logits = self.head(selected).float()
-            return F.cross_entropy(logits, targets[mask], reduction="sum"), int(mask.sum())
+            if self.first_token_weight == 1.0 or not self.first_tokens:
+                return F.cross_entropy(logits, targets[mask], reduction="sum"), int(mask.sum())
+            losses = F.cross_entropy(logits, targets[mask], reduction="none")
+            rank = mask.long().cumsum(dim=1)[mask]  # 1 = a row's first target token
+            weights = torch.where(rank <= self.first_tokens, self.first_token_weight, 1.0).to(losses.dtype)
+            return (losses * weights).sum(), int(mask.sum())
+
+        def row_logprobs(self, input_ids, labels, attention_mask):
+            """Per row, the summed log-probability of its target tokens (for the preference term)."""
+            hidden = self.decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+            targets = labels[:, 1:]
+            mask = targets != -100
+            logprobs = -F.cross_entropy(self.head(hidden[:, :-1][mask]).float(), targets[mask], reduction="none")
+            rows = torch.arange(targets.shape[0], device=targets.device).unsqueeze(1).expand_as(targets)[mask]
+            return torch.zeros(targets.shape[0], dtype=logprobs.dtype, device=logprobs.device).index_add(0, rows, logprobs)
 
         def prefix_kv(self, prefix_ids):
             """Per-layer (key, value) tensors of ``prefix_ids`` (1 x P), with their autograd graph."""
@@ -275,7 +333,7 @@ def _target_loss_module():
 
 
 def ethics_prompt_set(eval_rows: Sequence[dict], n_harmful: int = 8, n_benign: int = 8, seed: int = 0) -> list[dict]:
-    """The seed's prompts plus a seeded sample of harmful and benign ethics_eval_suite items."""
+    """The seed's prompts plus a seeded sample of harmful and benign rows (the validation split's ethics rows)."""
     prompts = [{"messages": [{"role": "user", "content": p}], "expected": e, "source": "seed"}
                for p, e in SEED_VALIDATION_PROMPTS]
     rng = random.Random(seed)
@@ -418,8 +476,23 @@ def train(config: TrainConfig, reporter: Reporter | None = None, system_prompt: 
     tokenizer = load_tokenizer(profile)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    raw = read_messages(config.train_file, config.max_train_examples, config.seed)
-    encoded = [e for e in (encode_example(tokenizer, m, profile.prompt_format, config.max_seq_len) for m in raw) if e]
+    raw = read_training_rows(config.train_file, config.max_train_examples, config.seed)
+    encoded, pairs = [], {}
+    for messages, rejected in raw:
+        example = encode_example(tokenizer, messages, profile.prompt_format, config.max_seq_len)
+        if not example:
+            continue
+        if config.preference_weight and rejected:
+            pair = encode_pair(tokenizer, messages, rejected, profile.prompt_format, config.max_seq_len,
+                               config.preference_tokens)
+            if pair:
+                pairs[len(encoded)] = pair
+        encoded.append(example)
+    if config.preference_weight and distributed:
+        raise TrainingError("preference_weight > 0 runs in one process: set nproc_per_node: 1 (or preference_weight: 0)")
+    if config.preference_weight and not pairs:
+        raise TrainingError(f"preference_weight > 0 but {config.train_file} has no 'rejected' responses: "
+                            "re-materialize training_mix")
     if not encoded:
         raise TrainingError(f"no usable training examples in {config.train_file}")
     val_encoded = []
@@ -449,7 +522,7 @@ def train(config: TrainConfig, reporter: Reporter | None = None, system_prompt: 
         use_fused_lora(model)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     total_params = sum(p.numel() for p in model.parameters())
-    loss_module = _target_loss_module()(model)
+    loss_module = _target_loss_module()(model, config.first_token_weight, config.first_tokens)
     if distributed:
         from torch.nn.parallel import DistributedDataParallel
 
@@ -552,6 +625,8 @@ def train(config: TrainConfig, reporter: Reporter | None = None, system_prompt: 
         step_targets = sum(sum(1 for label in encoded[i][1][1:] if label != -100) for batch in micro for i in batch)
         step_tokens = sum(lengths[i] for batch in micro for i in batch)
         loss_sum = 0.0
+        step_pairs = sum(1 for batch in mine for i in batch if i in pairs)
+        pref_sum, pref_right = 0.0, 0
         prefix_len = (shared_prefix_length([encoded[i] for batch in mine for i in batch])
                       if config.share_prefix and not distributed and not config.gradient_checkpointing else 0)
         prefix = leaves = None
@@ -570,6 +645,12 @@ def train(config: TrainConfig, reporter: Reporter | None = None, system_prompt: 
                 loss, _ = loss_module(input_ids, labels, attention, prefix=leaves)
                 (loss * world / step_targets).backward()
             loss_sum += float(loss.detach())
+            in_batch = [pairs[i] for i in batch if i in pairs]
+            if in_batch:
+                pref, right = _preference_backward(loss_module, model, in_batch, tokenizer.pad_token_id, device,
+                                                   config.preference_beta, config.preference_weight / step_pairs)
+                pref_sum += pref
+                pref_right += right
         if leaves:  # the shared prefix's gradient, summed over every micro-batch, applied once
             torch.autograd.backward([t for kv in prefix for t in kv], [t.grad for kv in leaves for t in kv])
         if distributed:
@@ -593,6 +674,8 @@ def train(config: TrainConfig, reporter: Reporter | None = None, system_prompt: 
             row = {"step": state.step, "loss": last_loss, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
                    "tokens_per_s": tokens_per_s, "tokens": step_tokens, "computed_tokens": computed,
                    "target_tokens": step_targets,
+                   **({"preference_loss": pref_sum / step_pairs, "preference_accuracy": pref_right / step_pairs,
+                       "preference_pairs": step_pairs} if step_pairs else {}),
                    "epoch": state.epoch + state.batch_in_epoch / max(1, batches_per_epoch), "time": time.time()}
             _append_jsonl(metrics_file, row)
             for key in ("loss", "lr", "grad_norm", "tokens_per_s"):
@@ -695,6 +778,24 @@ def _last_logged_loss(path: Path) -> float | None:
         return None
     lines = [line for line in path.read_text().splitlines() if line.strip()]
     return json.loads(lines[-1])["loss"] if lines else None
+
+
+def _preference_backward(loss_module, model, pairs, pad_id, device, beta: float, scale: float) -> tuple[float, int]:
+    """DPO on a micro-batch's preference pairs: -log sigmoid(beta * (policy margin - reference margin)),
+    the reference being the model with its adapter disabled. Back-propagates ``scale`` x the summed
+    loss; returns (summed loss, pairs the policy already ranks right)."""
+    import torch
+    import torch.nn.functional as F
+
+    n = len(pairs)
+    input_ids, labels, attention = (t.to(device) for t in collate([c for c, _ in pairs] + [r for _, r in pairs], pad_id))
+    policy = loss_module.row_logprobs(input_ids, labels, attention)
+    with torch.no_grad(), model.disable_adapter():
+        reference = loss_module.row_logprobs(input_ids, labels, attention)
+    margin = beta * ((policy[:n] - reference[:n]) - (policy[n:] - reference[n:]))
+    loss = -F.logsigmoid(margin).sum()
+    (loss * scale).backward()
+    return float(loss.detach()), int((margin > 0).sum())
 
 
 def _validation_loss(loss_module, val_encoded, pad_id, batch_size, device) -> float | None:

@@ -200,7 +200,7 @@ def test_dagster_training_config_mirrors_the_trainer_config():
 
     set_by_asset = {"output_dir", "train_file", "val_file", "ethics_prompts"}
     internal = {"bucket_size", "ethics_max_new_tokens", "log_every", "max_grad_norm", "min_shared_prefix",
-                "quantization", "resume", "target_modules", "threads", "val_examples", "wandb_mode",
+                "quantization", "resume", "threads", "val_examples", "wandb_mode",
                 "wandb_project", "weight_decay"}
     dagster_only = {"ethics_benign_prompts", "ethics_harmful_prompts", "nproc_per_node", "system_prompt"}
     trainer = {f.name: f.default for f in dataclasses.fields(TrainConfig)}

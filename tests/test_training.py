@@ -107,16 +107,43 @@ def test_examples_do_not_attend_to_each_other_and_padding_is_masked():
     assert torch.allclose(sum(loss for loss, _ in alone), together, rtol=1e-4)
 
 
-def test_target_only_logits_match_the_standard_loss():
+def _tiny_batch():
+    """The tiny GPT-NeoX and a collated batch of three generated examples."""
     tokenizer = load_tokenizer("tiny-gpt-neox")
     model = load_model("tiny-gpt-neox").eval()
     items = ethics_items([e.to_record() for e in generate_examples(20, seed=6)])
     encoded = [encode_example(tokenizer, json.loads(i.messages_json()), "plain", 128) for i in items[:3]]
-    input_ids, labels, attention = collate(encoded, tokenizer.pad_token_id or 0)
+    return model, *collate(encoded, tokenizer.pad_token_id or 0)
+
+
+def test_target_only_logits_match_the_standard_loss():
+    model, input_ids, labels, attention = _tiny_batch()
     with torch.no_grad():
         ours, n = _target_loss_module()(model)(input_ids, labels, attention)
         reference = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
     assert torch.allclose(ours / n, reference, rtol=1e-4)
+
+
+def test_first_token_weight_scales_the_first_response_tokens_only():
+    """first_token_weight=w counts each row's first K target tokens w times; the rest once."""
+    import torch.nn.functional as F
+
+    model, input_ids, labels, attention = _tiny_batch()
+    with torch.no_grad():
+        plain, n = _target_loss_module()(model)(input_ids, labels, attention)
+        weighted, n_weighted = _target_loss_module()(model, 5.0, 4)(input_ids, labels, attention)
+        logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
+    targets = labels[:, 1:]
+    per_token = F.cross_entropy(logits.transpose(1, 2), targets.clamp(min=0), reduction="none") * (targets != -100)
+    first = torch.zeros_like(per_token)
+    for row in range(targets.shape[0]):
+        positions = (targets[row] != -100).nonzero().flatten()[:4]
+        first[row, positions] = per_token[row, positions]
+    assert n == n_weighted
+    assert torch.allclose(plain, per_token.sum(), rtol=1e-4)
+    assert torch.allclose(weighted, per_token.sum() + 4 * first.sum(), rtol=1e-4)
+    with pytest.raises(Exception, match="first_token_weight must be > 0"):
+        TrainConfig(output_dir="x", train_file=__file__, first_token_weight=0).validate()
 
 
 @pytest.mark.parametrize("profile_name, prompt_format", [("tiny-gpt-neox", "plain"), ("smollm2-135m", "chat_template")])
@@ -186,6 +213,52 @@ def test_train_writes_adapter_checkpoints_metrics_and_tensorboard(tmp_path, mix_
     loaded = PeftModel.from_pretrained(load_model("tiny-gpt-neox"), result.adapter_dir)
     assert any("lora_A" in name for name, _ in loaded.named_parameters())
     assert 0 < result.trainable_parameters < result.total_parameters
+
+
+@pytest.fixture(scope="module")
+def preference_files(tmp_path_factory):
+    """A mix with the rejected responses the training_mix asset writes for ethics rows."""
+    folder = tmp_path_factory.mktemp("pref-mix")
+    items = ethics_items([e.to_record() for e in generate_examples(120, seed=3)])
+    with open(folder / "train.jsonl", "w") as handle:
+        for item in items:
+            handle.write(json.dumps({"messages": json.loads(item.messages_json()), "rejected": item.rejected}) + "\n")
+    return folder
+
+
+def test_rejected_responses_are_what_the_preference_term_pushes_away_from(preference_files):
+    from kala_lib.judge import judge
+
+    rows = [json.loads(line) for line in (preference_files / "train.jsonl").read_text().splitlines()]
+    for row in rows:
+        chosen = row["messages"][-1]["content"]
+        assert judge(chosen).refused != judge(row["rejected"]).refused  # opposite decisions
+        assert "[truncated" not in row["rejected"]
+
+
+def test_preference_term_starts_at_log_2_and_learns_the_ranking(tmp_path, preference_files):
+    """LoRA starts with B = 0, so at step 1 the policy equals the reference and every pair's DPO
+    loss is exactly log 2; training moves the margin towards the chosen responses."""
+    import math
+
+    config = tiny_config(tmp_path, preference_files, val_file=None, max_steps=6, learning_rate=5e-3,
+                         preference_weight=1.0, preference_beta=0.5, lora_dropout=0.0, save_every=6)
+    result = train(config)
+    rows = [json.loads(line) for line in (Path(result.output_dir) / "metrics.jsonl").read_text().splitlines()]
+    assert all(r["preference_pairs"] > 0 for r in rows)
+    assert rows[0]["preference_loss"] == pytest.approx(math.log(2), abs=1e-5)
+    assert rows[-1]["preference_loss"] < rows[0]["preference_loss"]
+    with pytest.raises(TrainingError, match="no 'rejected' responses"):
+        train(tiny_config(tmp_path / "plain", mix_files_without_rejected(tmp_path), preference_weight=1.0))
+
+
+def mix_files_without_rejected(tmp_path):
+    folder = tmp_path / "plain-mix"
+    folder.mkdir()
+    items = ethics_items([e.to_record() for e in generate_examples(20, seed=3)])
+    (folder / "train.jsonl").write_text("".join(json.dumps({"messages": json.loads(i.messages_json())}) + "\n" for i in items))
+    (folder / "val.jsonl").write_text((folder / "train.jsonl").read_text())
+    return folder
 
 
 def _cli(config_path, *extra):

@@ -171,7 +171,8 @@ def training_mix(
                 if row["split"] == split:
                     handle.write(json.dumps({"messages": json.loads(row["messages"]), "category": row["category"],
                                              "source": row["source"], "item_key": row["item_key"],
-                                             "behavior": row["behavior"]}, ensure_ascii=False))
+                                             "behavior": row["behavior"], "rejected": row["rejected"]},
+                                            ensure_ascii=False))
                     handle.write("\n")
 
     stats = mixing.token_length_stats(result.rows, tokenizer)

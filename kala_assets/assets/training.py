@@ -13,13 +13,13 @@ from dagster._core.errors import DagsterPipesExecutionError  # not re-exported a
 import pandas as pd
 from pydantic import Field
 
-from kala_assets.assets.mix import EVAL_SUITE_TABLE, ethics_eval_suite, training_mix
+from kala_assets.assets.mix import training_mix
 from kala_assets.deployment import GPU_POOL, GPU_STEP_TAGS
 from kala_assets.metadata import markdown_table
 from kala_assets.resources import KalaWarehouse
-from kala_lib import mixing
+from kala_lib import evaluation, mixing
 from kala_lib.models import check_model_available
-from kala_lib.storage import replace_partition, sha256_file
+from kala_lib.storage import read_jsonl, replace_partition, sha256_file
 from kala_lib.training import TrainConfig, ethics_prompt_set
 
 METRICS_TABLE = "training_metrics"
@@ -46,6 +46,16 @@ class LoraTrainingConfig(dg.Config):
     gradient_checkpointing: bool = False
     share_prefix: bool = Field(default=True, description="Run the prefix all examples of a step share (system "
                                "prompt, chat header) once per step; same gradients, about a third fewer tokens.")
+    first_token_weight: float = Field(default=1.0, description="Loss weight of the first response tokens, where "
+                                      "the refuse-or-help decision is made (1.0 = plain SFT).")
+    first_tokens: int = Field(default=4, description="How many first response tokens first_token_weight applies to.")
+    preference_weight: float = Field(default=0.0, description="Weight of the DPO preference term (the CAI "
+                                     "preference stage) beside SFT; 0 = plain SFT.")
+    preference_beta: float = 0.1
+    preference_tokens: int = Field(default=16, description="Both responses of a preference pair are cut to this "
+                                   "many first tokens.")
+    target_modules: Optional[list[str]] = Field(default=None, description="LoRA target modules (null = the "
+                                                "profile's; e.g. add gate_proj, up_proj, down_proj for the MLP).")
     seed: int = 42
     save_every: int = 50
     keep_last: int = 2
@@ -65,7 +75,7 @@ class LoraTrainingConfig(dg.Config):
     group_name="training",
     kinds={"pytorch", "python"},
     owners=["team:kala-training"],
-    deps=[training_mix, ethics_eval_suite],
+    deps=[training_mix],
     pool=GPU_POOL,
     op_tags=GPU_STEP_TAGS,
     code_version=CODE_VERSION,
@@ -86,7 +96,9 @@ def lora_adapter(
         raise ValueError(f"system_prompt must be one of {sorted(mixing.SYSTEM_PROMPTS)}")
     check_model_available(config.model_profile)  # unknown profile or missing weights: fail before any work
     settings = config.model_dump(exclude={"ethics_harmful_prompts", "ethics_benign_prompts", "nproc_per_node", "system_prompt"})
-    prompts = ethics_prompt_set(warehouse.read_records(EVAL_SUITE_TABLE), config.ethics_harmful_prompts,
+    # Ethics validation during training reads the mix's validation split, never the evaluation suite.
+    val_records = [r for _, r in read_jsonl(val_file, ValueError)] if val_file.is_file() else []
+    prompts = ethics_prompt_set(evaluation.validation_rows(val_records), config.ethics_harmful_prompts,
                                 config.ethics_benign_prompts, seed=config.seed)
     # Same training data + same settings + same code -> same run folder, so a re-run resumes.
     key = hashlib.sha256(json.dumps([sha256_file(train_file), settings, prompts, CODE_VERSION], sort_keys=True)
