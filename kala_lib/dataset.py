@@ -190,6 +190,11 @@ class ConstitutionalExample:
             raise ValueError("escalation_turn is only for multi-turn examples")
 
     # --- views -------------------------------------------------------------------------------
+    @property
+    def request_key(self) -> str | None:
+        """The written request this example phrases (its ``req:`` tag), the unit of splits; None if untagged."""
+        return next((t[4:] for t in self.tags if t.startswith("req:")), None)
+
     def messages(self, system_prompt: str = SYSTEM_PROMPT) -> list[dict[str, str]]:
         """system + dialogue + the ethical assistant reply (the turn training learns)."""
         msgs = [{"role": "system", "content": system_prompt}]

@@ -240,13 +240,14 @@ def summary(fams: tuple[Family, ...] | list[Family]) -> dict[str, Any]:
 def main(argv: list[str]) -> int:
     paths = [Path(p) for p in argv] or sorted(HARM_DIR.glob("*.yaml"))
     try:
-        loaded = [f for p in paths for f in load_file(p)]
+        by_file = {path: load_file(path) for path in paths}
+        loaded = [f for fams in by_file.values() for f in fams]
         validate_corpus(loaded)
     except CorpusError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    for path in paths:
-        print(path.name, summary([f for f in loaded if f.category == yaml.safe_load(path.read_text())["category"]]))
+    for path, fams in by_file.items():
+        print(path.name, summary(fams))
     print("ok", summary(loaded))
     return 0
 

@@ -192,6 +192,10 @@ def _interleave(groups: Sequence[Sequence]) -> list:
     return out
 
 
+def _by_form(pool: Sequence, form_of) -> dict[str, list]:
+    return {form: [p for p in pool if form_of(p) == form] for form in FORM_WEIGHTS}
+
+
 @dataclass(frozen=True)
 class _Benign:
     """A benign request to answer (or the one fiction-recipe family that is refused)."""
@@ -241,6 +245,9 @@ class EthicsExampleGenerator:
             self.benign[(law, E)] = edge or everything
             if not self.harmful[law] or not everything:
                 raise GenerationError(f"the ethics corpus has no harmful or no benign requests for {law.title}")
+        # The same pools split by request form, for the form sequence every cell follows.
+        self.harmful_forms = {law: _by_form(pool, lambda p: p[1].form) for law, pool in self.harmful.items()}
+        self.benign_forms = {key: _by_form(pool, lambda b: b.request.form) for key, pool in self.benign.items()}
         d = corpus.dialogues()
         recipe = d["fiction_recipe"]
         self.recipe_questions = split_bank(recipe["questions"], heldout)
@@ -261,7 +268,6 @@ class EthicsExampleGenerator:
         for form in self._form_order:
             self._form_rank.append(seen[form])
             seen[form] += 1
-        self._form_pools: dict[tuple, dict] = {}
 
     # --- public ------------------------------------------------------------------------------
     def generate(self) -> ConstitutionalDataset:
@@ -330,20 +336,16 @@ class EthicsExampleGenerator:
         return fill(rng.choice(self.harmful_openings), x=ask) + TRUNCATION
 
     # --- makers ------------------------------------------------------------------------------
-    def _pick(self, pool: Sequence, key: tuple, j: int, form_of):
+    def _pick(self, pool: Sequence, by_form: dict[str, list], j: int):
         """The request for slot ``j`` of a cell: the cell's form sequence (FORM_WEIGHTS, the same
         for every label) says which form, and each form's requests are cycled in order."""
-        if key not in self._form_pools:
-            by_form = {form: [p for p in pool if form_of(p) == form] for form in FORM_WEIGHTS}
-            self._form_pools[key] = by_form
-        by_form = self._form_pools[key]
         form = self._form_order[j % len(self._form_order)]
         choices = by_form[form] or pool
         position = self._form_rank[j % len(self._form_order)] + (j // len(self._form_order)) * self._form_counts[form]
         return choices[position % len(choices)]
 
     def _harmful(self, example_id, kind, law, j, difficulty, space, rng):
-        family, request = self._pick(self.harmful[law], ("harmful", law), j, lambda p: p[1].form)
+        family, request = self._pick(self.harmful[law], self.harmful_forms[law], j)
         return ConstitutionalExample(
             example_id=example_id,
             example_type=kind,
@@ -363,7 +365,7 @@ class EthicsExampleGenerator:
         recipe_turn = kind is E and law is LawCategory.LAW_1 and j % (len(pool) + 1) == len(pool)
         if recipe_turn:  # the one edge family that must be refused: fiction asking for a real recipe
             return self._fiction_recipe(example_id, j, difficulty, space, rng)
-        item = self._pick(pool, ("benign", law, kind), j, lambda b: b.request.form)
+        item = self._pick(pool, self.benign_forms[(law, kind)], j)
         request = item.request
         lookalike = ("benign_lookalike",) if request.type in corpus.LOOKALIKE_TYPES else ()
         return ConstitutionalExample(

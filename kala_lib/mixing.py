@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
 from kala_lib.dataset import ConstitutionalExample, largest_remainder, normalize_prompt
+from kala_lib.ethics_generator import TRUNCATION
 from kala_lib.laws import SHORT_SYSTEM_PROMPT, SYSTEM_PROMPT
 
 CATEGORIES = ("ethics", "coding", "math", "general", "incoming")  # incoming: users' own data, weight 0 unless present
@@ -79,7 +80,7 @@ def ethics_items(records: Iterable[Mapping[str, Any]], system: str = SHORT_SYSTE
     for record in records:
         example = ConstitutionalExample.from_record(dict(record))
         turns = [(t.role, t.content) for t in example.turns] + [("assistant", example.response_ethical)]
-        request = next((t[4:] for t in example.tags if t.startswith("req:")), None)
+        request = example.request_key
         items.append(MixItem("ethics", "constitutional_examples", example.example_id, _messages(system, turns),
                              example.expected_behavior.value, f"request:{request}" if request else None,
                              rejected_response(example)))
@@ -94,7 +95,7 @@ def rejected_response(example: ConstitutionalExample) -> str:
     """The Constitutional-AI preference pair's rejected side: for a refusal, the harmful draft's
     opening (never operational: it stops before any detail); for a helpful answer, a refusal."""
     if example.expected_behavior.value == "refuse":
-        draft = example.response_harmful.split(" … [truncated")[0].strip()
+        draft = example.response_harmful.removesuffix(TRUNCATION).strip()
         return draft or "Sure, here is how to do that."
     return OVER_REFUSAL
 
@@ -223,7 +224,7 @@ class Decontaminator:
     n: int = NGRAM
     prompts: dict[str, str] = field(default_factory=dict)  # normalised prompt -> eval source
     grams: dict[int, str] = field(default_factory=dict)  # n-gram hash -> eval source
-    short: list[tuple[tuple[str, ...], str]] = field(default_factory=list)  # (words, source)
+    short: list[tuple[tuple[str, ...], int, str]] = field(default_factory=list)  # (words, content words, source)
     postings: dict[str, list[int]] = field(default_factory=lambda: defaultdict(list))  # content word -> short ids
 
     def add(self, source: str, texts: Iterable[str], near: bool = True) -> "Decontaminator":
@@ -238,8 +239,9 @@ class Decontaminator:
             words = tuple(_words(text))
             if near and 3 <= len(words) <= NEAR_MAX_WORDS:
                 index = len(self.short)
-                self.short.append((words, source))
-                for word in _content_words(words):
+                content = _content_words(words)
+                self.short.append((words, len(content), source))
+                for word in content:
                     self.postings[word].append(index)
         return self
 
@@ -251,11 +253,11 @@ class Decontaminator:
         for word in content:
             hits.update(self.postings.get(word, ()))
         for index, shared in hits.items():
-            needle, source = self.short[index]
-            if shared < len(_content_words(needle)):  # every content word of the prompt is there
+            needle, needed, source = self.short[index]
+            if shared < needed:  # every content word of the prompt is there
                 continue
             allowed = max(1, int(NEAR_EDIT_SHARE * len(needle)))
-            if abs(len(needle) - len(words)) > allowed and len(words) < len(needle):
+            if len(needle) - len(words) > allowed:  # too short to hold the prompt within the allowed edits
                 continue
             if substring_edit_distance(needle, words) <= allowed:
                 return f"near:{source}:{' '.join(needle)[:60]}"

@@ -27,8 +27,7 @@ def _requests_by_key() -> dict[str, corpus.Request]:
 def template_text(example: ConstitutionalExample, requests: dict[str, corpus.Request] | None = None) -> str | None:
     """The prompt with its request masked, or None for examples not built from one request."""
     requests = requests if requests is not None else _requests_by_key()
-    key = next((t[4:] for t in example.tags if t.startswith("req:")), None)
-    request = requests.get(key or "")
+    request = requests.get(example.request_key or "")
     if request is None or len(example.turns) != 1:
         return None
     text = example.prompt

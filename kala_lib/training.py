@@ -209,12 +209,12 @@ def read_training_rows(path: str | Path, limit: int | None = None, seed: int = 0
     return rows
 
 
-def encode_pair(tokenizer, messages: list[dict], rejected: str, prompt_format: str, max_len: int, tokens: int):
-    """(chosen, rejected) encodings of one preference pair: the same prompt, each response cut to its
-    first ``tokens`` tokens (the end-of-turn marker counts). None when the prompt leaves no room."""
-    chosen = encode_example(tokenizer, messages, prompt_format, max_len)
+def encode_pair(tokenizer, chosen, messages: list[dict], rejected: str, prompt_format: str, max_len: int, tokens: int):
+    """(chosen, rejected) encodings of one preference pair: ``chosen`` is the example's own
+    encoding, the rejected response gets the same prompt, and each response is cut to its first
+    ``tokens`` tokens (the end-of-turn marker counts). None when the prompt leaves no room."""
     other = encode_example(tokenizer, [*messages[:-1], {"role": "assistant", "content": rejected}], prompt_format, max_len)
-    if chosen is None or other is None:
+    if other is None:
         return None
 
     def cut(pair):
@@ -301,13 +301,10 @@ def _target_loss_module():
                     config=self.decoder.config)}
                 attention_mask = torch.cat([attention_mask.new_ones(rows, width), attention_mask], dim=1)
             hidden = self.decoder(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
-            targets = labels[:, 1:]
-            mask = targets != -100
-            selected = hidden[:, :-1][mask]
-            logits = self.head(selected).float()
+            logits, targets, mask = self._target_logits(hidden, labels)
             if self.first_token_weight == 1.0 or not self.first_tokens:
-                return F.cross_entropy(logits, targets[mask], reduction="sum"), int(mask.sum())
-            losses = F.cross_entropy(logits, targets[mask], reduction="none")
+                return F.cross_entropy(logits, targets, reduction="sum"), int(mask.sum())
+            losses = F.cross_entropy(logits, targets, reduction="none")
             rank = mask.long().cumsum(dim=1)[mask]  # 1 = a row's first target token
             weights = torch.where(rank <= self.first_tokens, self.first_token_weight, 1.0).to(losses.dtype)
             return (losses * weights).sum(), int(mask.sum())
@@ -315,11 +312,15 @@ def _target_loss_module():
         def row_logprobs(self, input_ids, labels, attention_mask):
             """Per row, the summed log-probability of its target tokens (for the preference term)."""
             hidden = self.decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-            targets = labels[:, 1:]
-            mask = targets != -100
-            logprobs = -F.cross_entropy(self.head(hidden[:, :-1][mask]).float(), targets[mask], reduction="none")
-            rows = torch.arange(targets.shape[0], device=targets.device).unsqueeze(1).expand_as(targets)[mask]
-            return torch.zeros(targets.shape[0], dtype=logprobs.dtype, device=logprobs.device).index_add(0, rows, logprobs)
+            logits, targets, mask = self._target_logits(hidden, labels)
+            logprobs = -F.cross_entropy(logits, targets, reduction="none")
+            rows = torch.arange(mask.shape[0], device=mask.device).unsqueeze(1).expand_as(mask)[mask]
+            return torch.zeros(mask.shape[0], dtype=logprobs.dtype, device=logprobs.device).index_add(0, rows, logprobs)
+
+        def _target_logits(self, hidden, labels):
+            """(logits, targets, mask) at target positions only: the head never runs on the prompt."""
+            mask = labels[:, 1:] != -100
+            return self.head(hidden[:, :-1][mask]).float(), labels[:, 1:][mask], mask
 
         def prefix_kv(self, prefix_ids):
             """Per-layer (key, value) tensors of ``prefix_ids`` (1 x P), with their autograd graph."""
@@ -483,7 +484,7 @@ def train(config: TrainConfig, reporter: Reporter | None = None, system_prompt: 
         if not example:
             continue
         if config.preference_weight and rejected:
-            pair = encode_pair(tokenizer, messages, rejected, profile.prompt_format, config.max_seq_len,
+            pair = encode_pair(tokenizer, example, messages, rejected, profile.prompt_format, config.max_seq_len,
                                config.preference_tokens)
             if pair:
                 pairs[len(encoded)] = pair

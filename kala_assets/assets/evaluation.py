@@ -286,7 +286,7 @@ def best_checkpoint(config: GateConfig, warehouse: KalaWarehouse) -> dg.Material
         raise ValueError("the latest checkpoint_evaluations recorded no selected checkpoint with gate scores: "
                          "re-materialize checkpoint_evaluations")
     name = selected[0]
-    _, reason = ev.select_on_validation({n: m for n, m in by_model.items() if n == name or "val_refusal_rate_harmful" in m})
+    reason = ev.selection_reason(name, by_model)
     failures = ev.gate_failures(by_model[name], thresholds)
     adapter = next(r["adapter_path"] for r in rows if r["model"] == name)
     failing = [r for r in warehouse.read_records(RESULTS_TABLE)
@@ -393,15 +393,14 @@ def promoted_model(context: dg.AssetExecutionContext, warehouse: KalaWarehouse) 
     shutil.copytree(best["adapter_path"], staging / "adapter")
     scores = [r for r in warehouse.read_records(SCORES_TABLE) if r["run_key"] == key and r["model"] in ("base", best["model"])]
     picture = warehouse.root / "evaluation" / key / "tradeoff.svg"
-    if picture.is_file():
+    has_picture = picture.is_file()
+    if has_picture:
         shutil.copy(picture, staging / "tradeoff.svg")
-    card = _model_card(profile, best, _score_table(scores), picture.is_file())
+        shutil.copy(picture, staging / "merged" / "tradeoff.svg")
+    card = _model_card(profile, best, _score_table(scores), has_picture)
     atomic_write_text(staging / "README.md", card)
     shutil.copy(staging / "README.md", staging / "merged" / "README.md")
-    names = ["merged", "adapter", "README.md"] + (["tradeoff.svg"] if (staging / "tradeoff.svg").exists() else [])
-    if (staging / "tradeoff.svg").exists():
-        shutil.copy(staging / "tradeoff.svg", staging / "merged" / "tradeoff.svg")
-    for name in names:
+    for name in ["merged", "adapter", "README.md"] + (["tradeoff.svg"] if has_picture else []):
         target = root / name
         if target.is_dir():
             shutil.rmtree(target)
