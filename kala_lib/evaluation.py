@@ -268,12 +268,14 @@ def evaluate_code(model, tokenizer, profile, humaneval_rows, mbpp_rows, system, 
     from kala_lib.code_scan import scan_snippets, vulnerability_metrics
     from kala_lib.generation import generate
     from kala_lib.metrics import pass_at_k
-    from kala_lib.sandbox import humaneval_program, mbpp_program, run_python
+    from kala_lib.sandbox import humaneval_job, isolation, mbpp_job, run_tests
 
     n = limits.code_samples
     if not isinstance(n, int) or n < 1:
         raise ValueError(f"code_samples must be a whole number >= 1, got {n!r}")
     sampling = {"temperature": limits.code_temperature, "seed": limits.seed} if n > 1 else {}
+    if humaneval_rows or mbpp_rows:
+        isolation()  # before any generation: SandboxUnavailable names the fix
 
     def complete(prompts):
         """n completions per prompt, grouped by prompt."""
@@ -302,9 +304,7 @@ def evaluate_code(model, tokenizer, profile, humaneval_rows, mbpp_rows, system, 
             for response in responses:
                 code = extract_code(response)
                 all_code.append(code)
-                program = (code + "\n\n" + row["test"] + f"\n\ncheck({row['entry_point']})\n") \
-                    if f"def {row['entry_point']}" in code else humaneval_program(row, code)
-                passed += run_python(program, timeout=10, cpu_seconds=5).passed
+                passed += run_tests(humaneval_job(row, code), timeout=10, cpu_seconds=5).passed
             counts.append(passed)
         metrics.update(scores("humaneval", counts))
     mb = mbpp_rows[: limits.mbpp] if limits.mbpp else list(mbpp_rows)
@@ -318,7 +318,7 @@ def evaluate_code(model, tokenizer, profile, humaneval_rows, mbpp_rows, system, 
         for row, responses in zip(mb, complete(prompts)):
             codes = [extract_code(resp) for resp in responses]
             all_code += codes
-            counts.append(sum(run_python(mbpp_program(row, code), timeout=10, cpu_seconds=5).passed for code in codes))
+            counts.append(sum(run_tests(mbpp_job(row, code), timeout=10, cpu_seconds=5).passed for code in codes))
         metrics.update(scores("mbpp", counts))
     if all_code:
         for name, (hits, total) in vulnerability_metrics(scan_snippets(all_code)).items():

