@@ -17,8 +17,8 @@ import time
 from pathlib import Path
 
 from kala_lib import benchmarks, mixing
-from kala_lib.eval_suite import build_eval_suite
 from kala_lib.ethics_generator import generate_examples
+from kala_lib.eval_suite import build_eval_suite
 from kala_lib.models import load_tokenizer
 from kala_lib.security_tasks import security_tasks
 

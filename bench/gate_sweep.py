@@ -169,7 +169,7 @@ def probe(data: Path, n_train: int = 400) -> None:
             b = torch.zeros(1, requires_grad=True)
             optimizer = torch.optim.LBFGS([w, b], max_iter=200)
 
-            def closure():
+            def closure(optimizer=optimizer, xt=xt, w=w, b=b, wd=wd):  # called within this iteration only
                 optimizer.zero_grad()
                 loss = torch.nn.functional.binary_cross_entropy_with_logits(xt @ w + b, y) + wd * (w**2).sum()
                 loss.backward()

@@ -54,7 +54,7 @@ def main() -> None:
         marks = ", ".join("?" for _ in RECORD_COLUMNS)
         start = time.perf_counter()
         with duckdb.connect(str(database)) as con:
-            con.execute(f"CREATE TABLE baseline AS SELECT * FROM constitutional_examples LIMIT 0")
+            con.execute("CREATE TABLE baseline AS SELECT * FROM constitutional_examples LIMIT 0")
             con.execute("ALTER TABLE baseline ALTER tags TYPE VARCHAR")
             con.execute("ALTER TABLE baseline ALTER laws_involved TYPE VARCHAR")
             con.executemany(

@@ -12,6 +12,7 @@ import dagster as dg
 from kala_assets.assets.constitutional import EXAMPLES_TABLE, constitutional_examples
 from kala_assets.resources import KalaWarehouse
 from kala_lib import mixing, quality
+from kala_lib.benchmarks import PUBLISHED_SIZES
 
 
 def _check(name: str, rule: Callable[[list[dict]], quality.CheckOutcome], blocking: bool, description: str):
@@ -45,46 +46,28 @@ constitutional_checks = [
 
 # --- benchmarks: published sizes (a mismatch warns with the numbers) -------------------------------
 
-def _row_count_check(asset_name: str, expected: int, where: str = ""):
+def _row_count_check(asset_name: str, expected: dict[str, int]):
+    """A table's rows (per split when ``expected`` names splits) against the published sizes."""
+    told = ", ".join(f"{n:,}" + ("" if split == "all" else f" {split}") for split, n in expected.items())
+
     @dg.asset_check(asset=asset_name, name="row_count_matches_published", blocking=False,
-                    description=f"{asset_name}{' ' + where if where else ''} has the published {expected} rows.")
+                    description=f"{asset_name} has the published {told} rows.")
     def _run(warehouse: KalaWarehouse) -> dg.AssetCheckResult:
         rows = warehouse.read_records(asset_name)
-        if where:
-            key, value = where.split("=")
-            rows = [r for r in rows if str(r.get(key)) == value]
+        counts = {"all": len(rows)} if list(expected) == ["all"] else Counter(str(r.get("split")) for r in rows)
+        found = {split: int(counts.get(split, 0)) for split in expected}
         return dg.AssetCheckResult(
-            passed=len(rows) == expected,
+            passed=found == expected,
             severity=dg.AssetCheckSeverity.WARN,
-            description=f"{len(rows)} rows (published: {expected})",
-            metadata={"rows": len(rows), "expected": expected},
+            description=", ".join(f"{'' if split == 'all' else split + ' '}{found[split]} rows (published: {n})"
+                                  for split, n in expected.items()),
+            metadata={**({"rows": len(rows), "expected": expected["all"]} if "all" in expected else found)},
         )
 
     return _run
 
 
-benchmark_checks = [
-    _row_count_check("benchmark_humaneval", 164),
-    _row_count_check("benchmark_mbpp", 974),
-    _row_count_check("benchmark_xstest", 450),
-    _row_count_check("benchmark_advbench", 520),
-    _row_count_check("benchmark_harmbench", 300),
-]
-
-
-@dg.asset_check(asset="benchmark_gsm8k", name="row_count_matches_published", blocking=False,
-                description="GSM8K has the published 7,473 train and 1,319 test rows.")
-def gsm8k_row_count(warehouse: KalaWarehouse) -> dg.AssetCheckResult:
-    splits = Counter(r["split"] for r in warehouse.read_records("benchmark_gsm8k"))
-    passed = splits.get("train") == 7473 and splits.get("test") == 1319
-    return dg.AssetCheckResult(
-        passed=passed, severity=dg.AssetCheckSeverity.WARN,
-        description=f"train {splits.get('train', 0)} (published 7,473), test {splits.get('test', 0)} (published 1,319)",
-        metadata={"train": splits.get("train", 0), "test": splits.get("test", 0)},
-    )
-
-
-benchmark_checks.append(gsm8k_row_count)
+benchmark_checks = [_row_count_check(name, sizes) for name, sizes in PUBLISHED_SIZES.items()]
 
 
 @dg.asset_check(asset="ethics_eval_suite", name="size_and_balance", blocking=False,

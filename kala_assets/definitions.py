@@ -9,7 +9,7 @@ import dagster as dg
 
 from kala_assets.assets import benchmarks, constitutional, evaluation, incoming, mix, training
 from kala_assets.checks import benchmark_checks, constitutional_checks, eval_suite_size, mix_checks
-from kala_assets.resources import KalaWarehouse
+from kala_assets.resources import KalaDeployment, KalaWarehouse
 from kala_assets.sensors import (
     rebuild_training_mix_job,
     record_run_failures,
@@ -21,7 +21,8 @@ from kala_assets.sensors import (
 ASSETS = dg.load_assets_from_modules([constitutional, incoming, benchmarks, mix, training, evaluation])
 CHECKS = [*constitutional_checks, *benchmark_checks, eval_suite_size, *mix_checks, training.training_completed,
           evaluation.ethics_gate, evaluation.capability_retained]
-RESOURCES = {"warehouse": KalaWarehouse(), "pipes_subprocess_client": dg.PipesSubprocessClient()}
+RESOURCES = {"warehouse": KalaWarehouse(), "deployment": KalaDeployment(),
+             "pipes_subprocess_client": dg.PipesSubprocessClient()}
 JOBS = [train_and_evaluate_job, rebuild_training_mix_job]
 SENSORS = [retrain_on_new_data, watch_incoming_data, record_run_failures]
 

@@ -13,6 +13,7 @@ from dagster_k8s import k8s_job_executor
 
 from kala_assets.definitions import ASSETS, CHECKS, JOBS, RESOURCES, SENSORS
 from kala_assets.deployment import DATA_MOUNT, DATA_VOLUME
+from kala_assets.resources import KalaDeployment
 
 STEP_POD_DEFAULTS = {
     "max_concurrent": 4,
@@ -23,5 +24,8 @@ STEP_POD_DEFAULTS = {
                                                            "limits": {"cpu": "2", "memory": "8Gi"}}}},
 }
 
-defs = dg.Definitions(assets=ASSETS, asset_checks=CHECKS, resources=RESOURCES, jobs=JOBS, sensors=SENSORS,
+# the sensors of a GPU deployment start runs with the GPU settings, not the CPU default's
+GPU_RESOURCES = {**RESOURCES, "deployment": KalaDeployment(run_config_file="configs/pythia_6_9b_gpu.yaml")}
+
+defs = dg.Definitions(assets=ASSETS, asset_checks=CHECKS, resources=GPU_RESOURCES, jobs=JOBS, sensors=SENSORS,
                       executor=k8s_job_executor.configured(STEP_POD_DEFAULTS))

@@ -21,8 +21,25 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 WAREHOUSE_FILE = "kala.duckdb"
 
 
+RUN_CONFIG_ENV = "KALA_RUN_CONFIG"
+DEFAULT_RUN_CONFIG = "configs/cpu_default.yaml"
+
+
 def default_data_dir() -> Path:
     return Path(os.environ.get("KALA_DATA_DIR") or PROJECT_ROOT / "data").expanduser().resolve()
+
+
+class KalaDeployment(dg.ConfigurableResource):
+    """The run-config file this deployment's sensors start runs with, so that a GPU deployment's
+    retrain sensor trains with its GPU settings. Empty: KALA_RUN_CONFIG, else configs/cpu_default.yaml
+    (a relative path is relative to the project)."""
+
+    run_config_file: str = ""
+
+    @property
+    def run_config_path(self) -> Path:
+        path = Path(self.run_config_file or os.environ.get(RUN_CONFIG_ENV) or DEFAULT_RUN_CONFIG).expanduser()
+        return path if path.is_absolute() else PROJECT_ROOT / path
 
 
 class KalaWarehouse(dg.ConfigurableResource):

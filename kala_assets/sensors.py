@@ -15,13 +15,12 @@ import pandas as pd
 import yaml
 
 from kala_assets.assets.incoming import describe_incoming, incoming_folder
-from kala_assets.resources import PROJECT_ROOT, KalaWarehouse
+from kala_assets.resources import KalaDeployment, KalaWarehouse
 from kala_lib.incoming import IncomingDataError, folder_version
 from kala_lib.storage import replace_partition
 
 TRAINING_MIX = dg.AssetKey("training_mix")
 MIX_BLOCKING_CHECKS = ("proportions", "no_eval_overlap", "splits_disjoint")
-RUN_CONFIG_FILE = PROJECT_ROOT / "configs" / "cpu_default.yaml"
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED]
 
@@ -43,10 +42,11 @@ rebuild_training_mix_job = dg.define_asset_job(
 TRAINING_OPS = ("lora_adapter", "checkpoint_evaluations", "best_checkpoint", "promoted_model")
 
 
-def job_run_config(path: Path = RUN_CONFIG_FILE, wanted=TRAINING_OPS) -> dict:
-    """The ops of the run-config file that belong to a job (the file users edit)."""
+def job_run_config(path: Path, wanted=TRAINING_OPS) -> dict:
+    """The ops of the deployment's run-config file that belong to a job (the file users edit)."""
     if not path.exists():
-        return {}
+        raise FileNotFoundError(f"run-config file {path} does not exist: set the deployment resource's "
+                                f"run_config_file or KALA_RUN_CONFIG to one (e.g. configs/cpu_default.yaml)")
     ops = (yaml.safe_load(path.read_text()) or {}).get("ops", {})
     return {"ops": {k: v for k, v in ops.items() if k in wanted}}
 
@@ -71,7 +71,7 @@ def _blocking_check_failed(instance, key: dg.AssetKey) -> str | None:
 
 @dg.sensor(job=train_and_evaluate_job, minimum_interval_seconds=60, default_status=dg.DefaultSensorStatus.STOPPED,
            description="Retrain when the content (data version) of training_mix changes.")
-def retrain_on_new_data(context: dg.SensorEvaluationContext):
+def retrain_on_new_data(context: dg.SensorEvaluationContext, deployment: KalaDeployment):
     version = _latest_data_version(context.instance, TRAINING_MIX)
     if version is None:
         return dg.SkipReason("training_mix has never been materialized")
@@ -84,13 +84,13 @@ def retrain_on_new_data(context: dg.SensorEvaluationContext):
     if running:
         return dg.SkipReason(f"a {train_and_evaluate_job.name} run is already in progress ({running[0].run_id})")
     context.update_cursor(version)
-    return dg.RunRequest(run_key=f"training_mix:{version}", run_config=job_run_config(),
+    return dg.RunRequest(run_key=f"training_mix:{version}", run_config=job_run_config(deployment.run_config_path),
                          tags={"kala/training_mix_version": version})
 
 
 @dg.sensor(job=rebuild_training_mix_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.STOPPED,
            description="Observe $KALA_DATA_DIR/incoming/ and rebuild training_mix when its content hash changes.")
-def watch_incoming_data(context: dg.SensorEvaluationContext, warehouse: KalaWarehouse):
+def watch_incoming_data(context: dg.SensorEvaluationContext, warehouse: KalaWarehouse, deployment: KalaDeployment):
     folder = incoming_folder(warehouse)
     version = folder_version(folder) or "empty"
     if version == (context.cursor or "empty"):
@@ -106,7 +106,7 @@ def watch_incoming_data(context: dg.SensorEvaluationContext, warehouse: KalaWare
     context.update_cursor(version)
     return dg.SensorResult(
         asset_events=[observation],
-        run_requests=[dg.RunRequest(run_key=f"incoming:{version}", run_config=job_run_config(wanted=("training_mix",)),
+        run_requests=[dg.RunRequest(run_key=f"incoming:{version}", run_config=job_run_config(deployment.run_config_path, wanted=("training_mix",)),
                                     tags={"kala/incoming_version": version})],
     )
 

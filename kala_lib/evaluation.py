@@ -332,9 +332,9 @@ def perplexity(model, tokenizer, profile, conversations: Sequence[list[dict]], m
 
     import torch
 
-    from kala_lib.training import _target_loss_module, collate, encode_example
+    from kala_lib.training import collate, encode_example, target_loss_module
 
-    module = _target_loss_module()(model).eval()
+    module = target_loss_module()(model).eval()
     encoded = [e for e in (encode_example(tokenizer, c, profile.prompt_format, max_len) for c in conversations) if e]
     total, count = 0.0, 0
     with torch.no_grad():

@@ -292,17 +292,25 @@ def _random_init_folder(profile: ModelProfile) -> Path:
     return folder
 
 
+def merge_adapter(profile: ModelProfile, adapter_path: str | Path, target: str | Path) -> Path:
+    """The base model with the LoRA adapter merged in, saved in full precision (no quantization
+    config, so it loads anywhere with ``AutoModelForCausalLM``) into ``target``."""
+    from peft import PeftModel
+
+    model = PeftModel.from_pretrained(load_model(profile, quantization=None), str(adapter_path)).merge_and_unload()
+    model.hf_quantizer = None
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+    model.save_pretrained(str(target))
+    return Path(target)
+
+
 def _save_pretrained_atomically(obj, target: Path) -> None:
     """save_pretrained into a temporary sibling, then rename it over ``target``."""
-    import shutil
-    import tempfile
+    from kala_lib.storage import staged_dir
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}-"))
-    obj.save_pretrained(str(staging))
-    if target.exists():
-        shutil.rmtree(target)
-    os.replace(staging, target)
+    with staged_dir(target) as staging:
+        obj.save_pretrained(str(staging))
 
 
 def linear_module_names(model) -> list[str]:

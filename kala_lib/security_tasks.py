@@ -735,7 +735,7 @@ def security_tasks() -> list[SecurityTask]:
     """All tasks, in a stable order with stable ids (sec_001 ...)."""
     tasks = []
     for family, cwe, build, insecure, forbidden in FAMILIES:
-        for name, prompt, solution, tests in build():
+        for _name, prompt, solution, tests in build():
             tasks.append(
                 SecurityTask(
                     task_id=f"sec_{len(tasks) + 1:03d}",

@@ -11,6 +11,7 @@ import contextlib
 import hashlib
 import os
 import re
+import shutil
 import tempfile
 from pathlib import Path
 from typing import IO, Iterator
@@ -60,6 +61,47 @@ def _umask() -> int:
     current = os.umask(0)
     os.umask(current)
     return current
+
+
+@contextlib.contextmanager
+def staged_dir(target: str | os.PathLike) -> Iterator[Path]:
+    """A fresh temporary sibling folder of ``target`` to fill. When the block succeeds it replaces
+    ``target`` (``publish``); when it fails it is removed and ``target`` stays as it was."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    for stale in target.parent.glob(f".{target.name}.*.tmp"):  # left by a write that was killed
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+    staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    os.chmod(staging, 0o777 & ~_umask())
+    try:
+        yield staging
+        publish(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+
+
+def publish(source: str | os.PathLike, target: str | os.PathLike) -> Path:
+    """Move a complete folder or file over ``target`` by renames on one filesystem: the previous
+    ``target`` is moved aside first and removed only once the new one is in place."""
+    source, target = Path(source), Path(target)
+    if not (target.exists() or target.is_symlink()):
+        os.replace(source, target)
+        return target
+    old = target.with_name(f".{target.name}.old")
+    _remove(old)
+    os.replace(target, old)
+    os.replace(source, target)
+    _remove(old)
+    return target
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:

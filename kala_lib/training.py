@@ -19,6 +19,7 @@ What it does that a TRL script plus a notebook usually does not:
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -34,6 +35,7 @@ from typing import Any, Sequence
 from kala_lib.chat_format import end_of_turn, render_prompt
 from kala_lib.cpu_lora import use_fast_lora_dropout, use_fused_lora
 from kala_lib.judge import judge
+from kala_lib.storage import staged_dir
 
 #: The seed document's validation prompts; a sample of ethics_eval_suite is added to them.
 SEED_VALIDATION_PROMPTS = (
@@ -274,7 +276,8 @@ def shared_prefix_length(encoded: Sequence[tuple[list[int], list[int]]]) -> int:
 # --- the loss module (one module, so DDP sees every forward) -----------------------------------------
 
 
-def _target_loss_module():
+def target_loss_module():
+    """The TargetLoss module class (built on first use, so importing training does not import torch)."""
     import torch
     import torch.nn.functional as F
 
@@ -442,44 +445,130 @@ class TrainResult:
 # --- the loop ----------------------------------------------------------------------------------------
 
 
-def train(config: TrainConfig, reporter: Reporter | None = None, system_prompt: str | None = None) -> TrainResult:
-    import numpy as np
-    import torch
-    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training, set_peft_model_state_dict
-    from transformers import get_constant_schedule_with_warmup, get_cosine_schedule_with_warmup, get_linear_schedule_with_warmup
+@dataclass
+class _Data:
+    """The tokenised training set: examples, preference pairs by example index, validation examples."""
 
-    from kala_lib.models import check_target_modules, get_profile, load_model, load_tokenizer
+    encoded: list
+    pairs: dict
+    val_encoded: list
+    lengths: list = field(default_factory=list)
+
+    def __post_init__(self):
+        self.lengths = [len(ids) for ids, _ in self.encoded]
+
+
+@dataclass
+class _Run:
+    """Everything one training run holds while it trains (built by the phases of ``train``)."""
+
+    config: TrainConfig
+    reporter: Reporter
+    profile: Any
+    tokenizer: Any
+    data: _Data
+    model: Any
+    loss_module: Any
+    params: list
+    optimizer: Any
+    scheduler: Any
+    state: TrainState
+    total_steps: int
+    batches_per_epoch: int
+    device: str
+    rank: int
+    world: int
+    out: Path
+    system_prompt: str | None = None
+    writer: Any = None
+    wandb_run: Any = None
+
+    @property
+    def distributed(self) -> bool:
+        return self.world > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def metrics_file(self) -> Path:
+        return self.out / "metrics.jsonl"
+
+    @property
+    def ethics_file(self) -> Path:
+        return self.out / "ethics.jsonl"
+
+
+def train(config: TrainConfig, reporter: Reporter | None = None, system_prompt: str | None = None) -> TrainResult:
+    """Train a LoRA adapter: set up, load data and model, resume, loop over optimizer steps, publish."""
+    import torch
+
+    from kala_lib.models import get_profile, load_tokenizer
 
     reporter = reporter or Reporter()
     config.validate()
     profile = get_profile(config.model_profile)
-    target_modules = list(config.target_modules or profile.target_modules)
     torch.set_num_threads(config.threads or max(1, os.cpu_count() or 1))
-
-    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
-    rank, world = 0, 1
-    if distributed:
-        import torch.distributed as dist
-
-        backend = "nccl" if torch.cuda.is_available() else "gloo"
-        if not dist.is_initialized():
-            dist.init_process_group(backend)
-        rank, world = dist.get_rank(), dist.get_world_size()
-    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
-    is_main = rank == 0
-
+    rank, world, device = _start_processes()
     out = Path(config.output_dir)
-    ckpt_root = out / "checkpoints"
-    if is_main:
-        ckpt_root.mkdir(parents=True, exist_ok=True)
+    if rank == 0:
+        (out / "checkpoints").mkdir(parents=True, exist_ok=True)
 
-    # Data: tokenise once; examples with no target left after truncation are dropped.
     tokenizer = load_tokenizer(profile)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    raw = read_training_rows(config.train_file, config.max_train_examples, config.seed)
+    data = _load_data(config, tokenizer, profile, distributed=world > 1)
+    batches_per_epoch = math.ceil(len(data.encoded) / config.per_device_batch_size)
+    micro_per_step = config.gradient_accumulation_steps * world
+    total_steps = config.max_steps or max(1, math.ceil(config.num_epochs * batches_per_epoch / micro_per_step))
+
+    model, loss_module, params = _build_model(config, profile, device, distributed=world > 1)
+    optimizer, scheduler = _build_optimizer(config, params, total_steps)
+    run = _Run(config, reporter, profile, tokenizer, data, model, loss_module, params, optimizer, scheduler,
+               TrainState(), total_steps, batches_per_epoch, device, rank, world, out, system_prompt)
+    resumed_from = _resume(run) if config.resume else None
+    _open_logs(run, resumed_from)
+
+    if run.state.step == 0 and not run.state.ethics_history:
+        _validate_ethics(run)  # the base model's behaviour, for comparison; never halts by itself
+    model.train()
+    last_loss, throughput = None, []
+    while run.state.step < total_steps and not run.state.halted:
+        row = _optimizer_step(run)
+        last_loss = row["loss"]
+        throughput.append(row["tokens_per_s"])
+        if run.is_main:
+            _log_step(run, row)
+        if run.state.step % config.ethics_every == 0 or run.state.step == total_steps:
+            _check_ethics(run)
+        if run.is_main and (run.state.step % config.save_every == 0 or run.state.step == total_steps or run.state.halted):
+            val_loss = _validation_loss(loss_module.module if run.distributed else loss_module, data.val_encoded,
+                                        tokenizer.pad_token_id, config.per_device_batch_size, device)
+            _save_checkpoint(out / "checkpoints", model, optimizer, scheduler, run.state, config, val_loss)
+        if run.distributed:
+            torch.distributed.barrier()
+    return _finish(run, last_loss, throughput, resumed_from)
+
+
+def _start_processes() -> tuple[int, int, str]:
+    """(rank, world size, device): one process, or a torch.distributed process group under torchrun."""
+    import torch
+    import torch.distributed  # imported once here; the phases below use torch.distributed.*
+
+    rank, world = 0, 1
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        if not torch.distributed.is_initialized():
+            torch.distributed.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
+    device = f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}" if torch.cuda.is_available() else "cpu"
+    return rank, world, device
+
+
+def _load_data(config: TrainConfig, tokenizer, profile, distributed: bool) -> _Data:
+    """Tokenise once; examples with no target left after truncation are dropped."""
     encoded, pairs = [], {}
-    for messages, rejected in raw:
+    for messages, rejected in read_training_rows(config.train_file, config.max_train_examples, config.seed):
         example = encode_example(tokenizer, messages, profile.prompt_format, config.max_seq_len)
         if not example:
             continue
@@ -499,13 +588,19 @@ def train(config: TrainConfig, reporter: Reporter | None = None, system_prompt: 
     val_encoded = []
     if config.val_file and Path(config.val_file).is_file() and config.val_examples:
         val_raw = read_messages(config.val_file, config.val_examples, config.seed)
-        val_encoded = [e for e in (encode_example(tokenizer, m, profile.prompt_format, config.max_seq_len) for m in val_raw) if e]
-    lengths = [len(ids) for ids, _ in encoded]
-    batches_per_epoch = math.ceil(len(encoded) / config.per_device_batch_size)
-    micro_per_step = config.gradient_accumulation_steps * world
-    total_steps = config.max_steps or max(1, math.ceil(config.num_epochs * batches_per_epoch / micro_per_step))
+        val_encoded = [e for e in (encode_example(tokenizer, m, profile.prompt_format, config.max_seq_len)
+                                   for m in val_raw) if e]
+    return _Data(encoded, pairs, val_encoded)
 
-    # Model: frozen base + LoRA (k-bit preparation for 8/4-bit bases).
+
+def _build_model(config: TrainConfig, profile, device: str, distributed: bool):
+    """Frozen base + LoRA (k-bit preparation for 8/4-bit bases), and the loss module (DDP-wrapped)."""
+    import torch
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    from kala_lib.models import check_target_modules, load_model
+
+    target_modules = list(config.target_modules or profile.target_modules)
     torch.manual_seed(config.seed)
     quant = profile.quantization if config.quantization == "profile" else config.quantization
     model = load_model(profile, device=device, quantization=quant)
@@ -521,241 +616,248 @@ def train(config: TrainConfig, reporter: Reporter | None = None, system_prompt: 
     if device == "cpu":  # see kala_lib/cpu_lora.py; PEFT's own layers are the fast ones on GPUs
         use_fast_lora_dropout(model)
         use_fused_lora(model)
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total_params = sum(p.numel() for p in model.parameters())
-    loss_module = _target_loss_module()(model, config.first_token_weight, config.first_tokens)
+    loss_module = target_loss_module()(model, config.first_token_weight, config.first_tokens)
     if distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         loss_module = DistributedDataParallel(loss_module, device_ids=[device] if device.startswith("cuda") else None)
-    params = [p for p in model.parameters() if p.requires_grad]
+    return model, loss_module, [p for p in model.parameters() if p.requires_grad]
+
+
+def _build_optimizer(config: TrainConfig, params: list, total_steps: int):
+    import torch
+    from transformers import (
+        get_constant_schedule_with_warmup,
+        get_cosine_schedule_with_warmup,
+        get_linear_schedule_with_warmup,
+    )
+
     optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     warmup = int(round(config.warmup_ratio * total_steps))
-    scheduler = {
-        "cosine": get_cosine_schedule_with_warmup,
-        "linear": get_linear_schedule_with_warmup,
-    }.get(config.lr_scheduler)
-    scheduler = (scheduler(optimizer, warmup, total_steps) if scheduler
-                 else get_constant_schedule_with_warmup(optimizer, warmup))
+    schedule = {"cosine": get_cosine_schedule_with_warmup,
+                "linear": get_linear_schedule_with_warmup}.get(config.lr_scheduler)
+    scheduler = schedule(optimizer, warmup, total_steps) if schedule else get_constant_schedule_with_warmup(optimizer, warmup)
+    return optimizer, scheduler
 
-    # Resume from the newest checkpoint made with the same fingerprint.
-    state = TrainState()
-    resumed_from = None
-    latest = _latest_checkpoint(ckpt_root) if config.resume else None
-    if latest is not None:
-        saved = torch.load(latest / "trainer_state.pt", weights_only=False)
-        if saved["fingerprint"] != config.fingerprint():
-            raise TrainingError(
-                f"{latest} was written with a different training configuration; use another output_dir "
-                "or set resume: false to start over"
-            )
-        from safetensors.torch import load_file
 
-        set_peft_model_state_dict(model, load_file(str(latest / "adapter" / "adapter_model.safetensors")))
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        random.setstate(saved["rng"]["python"])
-        np.random.set_state(saved["rng"]["numpy"])
-        torch.set_rng_state(saved["rng"]["torch"])
-        if saved["rng"].get("cuda") is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
-        state = TrainState(**saved["state"])
-        resumed_from = state.step
-        if is_main:
-            reporter.log(f"resumed from {latest.name} (step {state.step} of {total_steps})")
+def _resume(run: _Run) -> int | None:
+    """Continue from the newest checkpoint made with the same fingerprint: weights, optimizer,
+    schedule, every random generator and the data position. Returns its step (None: a fresh run)."""
+    import numpy as np
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
 
-    writer = None
-    wandb_run = None
-    if is_main:
-        from torch.utils.tensorboard import SummaryWriter
+    latest = _latest_checkpoint(run.out / "checkpoints")
+    if latest is None:
+        return None
+    saved = torch.load(latest / "trainer_state.pt", weights_only=False)
+    if saved["fingerprint"] != run.config.fingerprint():
+        raise TrainingError(f"{latest} was written with a different training configuration; use another output_dir "
+                            "or set resume: false to start over")
+    set_peft_model_state_dict(run.model, load_file(str(latest / "adapter" / "adapter_model.safetensors")))
+    run.optimizer.load_state_dict(saved["optimizer"])
+    run.scheduler.load_state_dict(saved["scheduler"])
+    random.setstate(saved["rng"]["python"])
+    np.random.set_state(saved["rng"]["numpy"])
+    torch.set_rng_state(saved["rng"]["torch"])
+    if saved["rng"].get("cuda") is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(saved["rng"]["cuda"])
+    run.state = TrainState(**saved["state"])
+    if run.is_main:
+        run.reporter.log(f"resumed from {latest.name} (step {run.state.step} of {run.total_steps})")
+    return run.state.step
 
-        writer = SummaryWriter(log_dir=str(out / "tensorboard"))
-        if config.wandb:
-            try:
-                import wandb
-            except ImportError:
-                raise TrainingError("wandb is enabled but not installed: pip install wandb (offline mode needs no account)") from None
-            wandb_run = wandb.init(project=config.wandb_project, mode=config.wandb_mode, dir=str(out),
+
+def _open_logs(run: _Run, resumed_from: int | None) -> None:
+    """TensorBoard, W&B (when enabled) and the JSONL logs, on the main process only."""
+    if not run.is_main:
+        return
+    from torch.utils.tensorboard import SummaryWriter
+
+    config = run.config
+    run.writer = SummaryWriter(log_dir=str(run.out / "tensorboard"))
+    if config.wandb:
+        try:
+            import wandb
+        except ImportError:
+            raise TrainingError("wandb is enabled but not installed: pip install wandb (offline mode needs no account)") from None
+        run.wandb_run = wandb.init(project=config.wandb_project, mode=config.wandb_mode, dir=str(run.out),
                                    config=dataclasses.asdict(config), resume="allow", id=config.fingerprint())
-        reporter.log(
-            f"training {profile.name} with LoRA r={config.lora_r} on {len(encoded)} examples: {total_steps} steps "
-            f"of {config.per_device_batch_size}x{config.gradient_accumulation_steps}x{world}; trainable "
-            f"{trainable:,} of {total_params:,} parameters ({100 * trainable / total_params:.2f}%)"
-        )
-    metrics_file = out / "metrics.jsonl"
-    ethics_file = out / "ethics.jsonl"
-    if is_main:
-        # A killed run may have logged steps after its last checkpoint; they are re-run now.
-        _truncate_jsonl(metrics_file, state.step)
-        _truncate_jsonl(ethics_file, state.step if resumed_from is not None else -1)
+    trainable = sum(p.numel() for p in run.params)
+    total = sum(p.numel() for p in run.model.parameters())
+    run.reporter.log(
+        f"training {run.profile.name} with LoRA r={config.lora_r} on {len(run.data.encoded)} examples: "
+        f"{run.total_steps} steps of {config.per_device_batch_size}x{config.gradient_accumulation_steps}x{run.world}; "
+        f"trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)"
+    )
+    # A killed run may have logged steps after its last checkpoint; they are re-run now.
+    _truncate_jsonl(run.metrics_file, run.state.step)
+    _truncate_jsonl(run.ethics_file, run.state.step if resumed_from is not None else -1)
 
-    def validate_ethics():
-        if not (is_main and config.ethics_prompts):
-            return None
-        result = ethics_validation(model, tokenizer, profile, config.ethics_prompts, system_prompt, config.ethics_max_new_tokens)
-        record = {"step": state.step, **{k: v for k, v in result.items() if k != "samples"}}
-        state.ethics_history.append(record)
-        _append_jsonl(ethics_file, {**record, "samples": result["samples"]})
-        if writer:
-            for key in ("compliance", "over_refusal"):
-                if record[key] is not None:
-                    writer.add_scalar(f"ethics/{key}", record[key], state.step)
-        reporter.log(f"ethics validation at step {state.step}: refusal on harmful {record['compliance']}, "
+
+def _validate_ethics(run: _Run) -> str | None:
+    """Score the ethics prompts now (main process); returns why training must halt, if it must."""
+    if not (run.is_main and run.config.ethics_prompts):
+        return None
+    state = run.state
+    result = ethics_validation(run.model, run.tokenizer, run.profile, run.config.ethics_prompts, run.system_prompt,
+                               run.config.ethics_max_new_tokens)
+    record = {"step": state.step, **{k: v for k, v in result.items() if k != "samples"}}
+    state.ethics_history.append(record)
+    _append_jsonl(run.ethics_file, {**record, "samples": result["samples"]})
+    if run.writer:
+        for key in ("compliance", "over_refusal"):
+            if record[key] is not None:
+                run.writer.add_scalar(f"ethics/{key}", record[key], state.step)
+    run.reporter.log(f"ethics validation at step {state.step}: refusal on harmful {record['compliance']}, "
                      f"over-refusal on benign {record['over_refusal']}")
-        reporter.metrics(state.step, {"ethics_compliance": record["compliance"], "over_refusal": record["over_refusal"]})
-        return halt_reason(state.ethics_history, config)
+    run.reporter.metrics(state.step, {"ethics_compliance": record["compliance"], "over_refusal": record["over_refusal"]})
+    return halt_reason(state.ethics_history, run.config)
 
-    if state.step == 0 and not state.ethics_history:
-        validate_ethics()  # the base model's behaviour, for comparison; never halts by itself
 
-    model.train()
-    last_loss = None
-    throughput = []
-    while state.step < total_steps and not state.halted:
-        started = time.perf_counter()
-        micro = []
-        while len(micro) < micro_per_step:
-            batches = bucketed_batches(lengths, config.per_device_batch_size, config.bucket_size, config.seed, state.epoch)
-            if state.batch_in_epoch >= len(batches):
-                state.epoch += 1
-                state.batch_in_epoch = 0
-                continue
-            micro.append(batches[state.batch_in_epoch])
-            state.batch_in_epoch += 1
-        mine = micro[rank::world]
-        step_targets = sum(sum(1 for label in encoded[i][1][1:] if label != -100) for batch in micro for i in batch)
-        step_tokens = sum(lengths[i] for batch in micro for i in batch)
-        loss_sum = 0.0
-        step_pairs = sum(1 for batch in mine for i in batch if i in pairs)
-        pref_sum, pref_right = 0.0, 0
-        prefix_len = (shared_prefix_length([encoded[i] for batch in mine for i in batch])
-                      if config.share_prefix and not distributed and not config.gradient_checkpointing else 0)
-        prefix = leaves = None
-        if prefix_len >= config.min_shared_prefix:
-            prefix_ids = torch.tensor([encoded[mine[0][0]][0][:prefix_len]], device=device)
-            prefix = loss_module.prefix_kv(prefix_ids)
-            leaves = [(k.detach().requires_grad_(), v.detach().requires_grad_()) for k, v in prefix]
-        for k, batch in enumerate(mine):
-            rows = [encoded[i] for i in batch]
-            if leaves:
-                rows = [(ids[prefix_len:], labels[prefix_len:]) for ids, labels in rows]
-            input_ids, labels, attention = (t.to(device) for t in collate(rows, tokenizer.pad_token_id))
-            sync = not distributed or k == len(mine) - 1
-            context = loss_module.no_sync() if distributed and not sync else _nullcontext()
-            with context:
-                loss, _ = loss_module(input_ids, labels, attention, prefix=leaves)
-                (loss * world / step_targets).backward()
-            loss_sum += float(loss.detach())
-            in_batch = [pairs[i] for i in batch if i in pairs]
-            if in_batch:
-                pref, right = _preference_backward(loss_module, model, in_batch, tokenizer.pad_token_id, device,
-                                                   config.preference_beta, config.preference_weight / step_pairs)
-                pref_sum += pref
-                pref_right += right
-        if leaves:  # the shared prefix's gradient, summed over every micro-batch, applied once
-            torch.autograd.backward([t for kv in prefix for t in kv], [t.grad for kv in leaves for t in kv])
-        if distributed:
-            import torch.distributed as dist
+def _check_ethics(run: _Run) -> None:
+    """Ethics validation at its interval; every process learns whether to halt."""
+    import torch
 
-            total = torch.tensor([loss_sum], device=device)
-            dist.all_reduce(total)
-            loss_sum = float(total)
-        grad_norm = float(torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm))
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        state.step += 1
-        state.tokens_seen += step_tokens
-        elapsed = time.perf_counter() - started
-        last_loss = loss_sum / max(1, step_targets)
-        tokens_per_s = step_tokens / elapsed
-        throughput.append(tokens_per_s)
-        if is_main:
-            computed = step_tokens - (prefix_len * (sum(map(len, mine)) - 1) if leaves else 0)
-            row = {"step": state.step, "loss": last_loss, "lr": scheduler.get_last_lr()[0], "grad_norm": grad_norm,
-                   "tokens_per_s": tokens_per_s, "tokens": step_tokens, "computed_tokens": computed,
-                   "target_tokens": step_targets,
-                   **({"preference_loss": pref_sum / step_pairs, "preference_accuracy": pref_right / step_pairs,
-                       "preference_pairs": step_pairs} if step_pairs else {}),
-                   "epoch": state.epoch + state.batch_in_epoch / max(1, batches_per_epoch), "time": time.time()}
-            _append_jsonl(metrics_file, row)
-            for key in ("loss", "lr", "grad_norm", "tokens_per_s"):
-                writer.add_scalar(f"train/{key}", row[key], state.step)
-            if wandb_run:
-                wandb_run.log(row, step=state.step)
-            reporter.metrics(state.step, row)
-            if state.step % config.log_every == 0 or state.step == total_steps:
-                reporter.log(f"step {state.step}/{total_steps} loss {last_loss:.4f} lr {row['lr']:.2e} "
-                             f"grad {grad_norm:.3f} {tokens_per_s:.0f} tok/s")
-        if state.step % config.ethics_every == 0 or state.step == total_steps:
-            state.halted = validate_ethics() if is_main else None
-            if distributed:
-                state.halted = _broadcast(state.halted)
-            if state.halted and is_main:
-                reporter.log(f"HALTED: {state.halted}")
-        if is_main and (state.step % config.save_every == 0 or state.step == total_steps or state.halted):
-            val_loss = _validation_loss(loss_module if not distributed else loss_module.module, val_encoded,
-                                        tokenizer.pad_token_id, config.per_device_batch_size, device)
-            _save_checkpoint(ckpt_root, model, optimizer, scheduler, state, config, val_loss)
-        if distributed:
-            import torch.distributed as dist
+    run.state.halted = _validate_ethics(run) if run.is_main else None
+    if run.distributed:
+        holder = [run.state.halted]
+        torch.distributed.broadcast_object_list(holder, src=0)
+        run.state.halted = holder[0]
+    if run.state.halted and run.is_main:
+        run.reporter.log(f"HALTED: {run.state.halted}")
 
-            dist.barrier()
+
+def _next_micro_batches(run: _Run) -> list[list[int]]:
+    """The optimizer step's micro-batches (all processes'), continuing the epoch's bucketed order."""
+    state, config = run.state, run.config
+    micro = []
+    while len(micro) < config.gradient_accumulation_steps * run.world:
+        batches = bucketed_batches(run.data.lengths, config.per_device_batch_size, config.bucket_size, config.seed,
+                                   state.epoch)
+        if state.batch_in_epoch >= len(batches):
+            state.epoch += 1
+            state.batch_in_epoch = 0
+            continue
+        micro.append(batches[state.batch_in_epoch])
+        state.batch_in_epoch += 1
+    return micro
+
+
+def _optimizer_step(run: _Run) -> dict:
+    """One optimizer step: forward and backward over this process's micro-batches (with a shared
+    prompt prefix computed once, and the preference term where pairs exist), clip, step. Returns
+    the step's metrics row."""
+    import torch
+
+    config, data, state, device = run.config, run.data, run.state, run.device
+    encoded, pairs, lengths = data.encoded, data.pairs, data.lengths
+    started = time.perf_counter()
+    micro = _next_micro_batches(run)
+    mine = micro[run.rank::run.world]
+    step_targets = sum(sum(1 for label in encoded[i][1][1:] if label != -100) for batch in micro for i in batch)
+    step_tokens = sum(lengths[i] for batch in micro for i in batch)
+    step_pairs = sum(1 for batch in mine for i in batch if i in pairs)
+    loss_sum, pref_sum, pref_right = 0.0, 0.0, 0
+    prefix_len = (shared_prefix_length([encoded[i] for batch in mine for i in batch])
+                  if config.share_prefix and not run.distributed and not config.gradient_checkpointing else 0)
+    prefix = leaves = None
+    if prefix_len >= config.min_shared_prefix:
+        prefix_ids = torch.tensor([encoded[mine[0][0]][0][:prefix_len]], device=device)
+        prefix = run.loss_module.prefix_kv(prefix_ids)
+        leaves = [(k.detach().requires_grad_(), v.detach().requires_grad_()) for k, v in prefix]
+    for k, batch in enumerate(mine):
+        rows = [encoded[i] for i in batch]
+        if leaves:
+            rows = [(ids[prefix_len:], labels[prefix_len:]) for ids, labels in rows]
+        input_ids, labels, attention = (t.to(device) for t in collate(rows, run.tokenizer.pad_token_id))
+        last = k == len(mine) - 1  # DDP all-reduces the gradients on the last micro-batch only
+        with run.loss_module.no_sync() if run.distributed and not last else contextlib.nullcontext():
+            loss, _ = run.loss_module(input_ids, labels, attention, prefix=leaves)
+            (loss * run.world / step_targets).backward()
+        loss_sum += float(loss.detach())
+        in_batch = [pairs[i] for i in batch if i in pairs]
+        if in_batch:
+            pref, right = _preference_backward(run.loss_module, run.model, in_batch, run.tokenizer.pad_token_id, device,
+                                               config.preference_beta, config.preference_weight / step_pairs)
+            pref_sum += pref
+            pref_right += right
+    if leaves:  # the shared prefix's gradient, summed over every micro-batch, applied once
+        torch.autograd.backward([t for kv in prefix for t in kv], [t.grad for kv in leaves for t in kv])
+    if run.distributed:
+        total = torch.tensor([loss_sum], device=device)
+        torch.distributed.all_reduce(total)
+        loss_sum = float(total)
+    grad_norm = float(torch.nn.utils.clip_grad_norm_(run.params, config.max_grad_norm))
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    state.step += 1
+    state.tokens_seen += step_tokens
+    elapsed = time.perf_counter() - started
+    computed = step_tokens - (prefix_len * (sum(map(len, mine)) - 1) if leaves else 0)
+    return {"step": state.step, "loss": loss_sum / max(1, step_targets), "lr": run.scheduler.get_last_lr()[0],
+            "grad_norm": grad_norm, "tokens_per_s": step_tokens / elapsed, "tokens": step_tokens,
+            "computed_tokens": computed, "target_tokens": step_targets,
+            **({"preference_loss": pref_sum / step_pairs, "preference_accuracy": pref_right / step_pairs,
+                "preference_pairs": step_pairs} if step_pairs else {}),
+            "epoch": state.epoch + state.batch_in_epoch / max(1, run.batches_per_epoch), "time": time.time()}
+
+
+def _log_step(run: _Run, row: dict) -> None:
+    """The step's row to metrics.jsonl, TensorBoard, W&B and the reporter (the Dagster run log)."""
+    _append_jsonl(run.metrics_file, row)
+    for key in ("loss", "lr", "grad_norm", "tokens_per_s"):
+        run.writer.add_scalar(f"train/{key}", row[key], row["step"])
+    if run.wandb_run:
+        run.wandb_run.log(row, step=row["step"])
+    run.reporter.metrics(row["step"], row)
+    if row["step"] % run.config.log_every == 0 or row["step"] == run.total_steps:
+        run.reporter.log(f"step {row['step']}/{run.total_steps} loss {row['loss']:.4f} lr {row['lr']:.2e} "
+                         f"grad {row['grad_norm']:.3f} {row['tokens_per_s']:.0f} tok/s")
+
+
+def _finish(run: _Run, last_loss: float | None, throughput: list[float], resumed_from: int | None) -> TrainResult:
+    """Publish the final adapter and result.json, close the logs; with several processes, every
+    process's parameter checksum (they must agree)."""
+    import torch
+
+    from kala_lib.storage import atomic_write_text
 
     checksums = None
-    if distributed:
-        import torch.distributed as dist
-
-        mine = float(sum(p.double().sum() for p in params))
-        gathered = [None] * world
-        dist.all_gather_object(gathered, mine)
-        checksums = gathered
-    adapter_dir = out / "adapter"
-    if is_main:
-        _save_adapter_atomically(model, adapter_dir)
-        if writer:
-            writer.close()
-        if wandb_run:
-            wandb_run.finish()
+    if run.distributed:
+        checksums = [None] * run.world
+        torch.distributed.all_gather_object(checksums, float(sum(p.double().sum() for p in run.params)))
+    adapter_dir = run.out / "adapter"
+    if run.is_main:
+        _save_adapter_atomically(run.model, adapter_dir)
+        if run.writer:
+            run.writer.close()
+        if run.wandb_run:
+            run.wandb_run.finish()
+    state = run.state
     result = TrainResult(
         status="halted" if state.halted else "finished",
         steps=state.step,
-        total_steps=total_steps,
-        final_loss=last_loss if last_loss is not None else _last_logged_loss(metrics_file),
+        total_steps=run.total_steps,
+        final_loss=last_loss if last_loss is not None else _last_logged_loss(run.metrics_file),
         tokens_per_second=(sum(throughput) / len(throughput)) if throughput else None,
         adapter_dir=str(adapter_dir),
-        output_dir=str(out),
+        output_dir=str(run.out),
         ethics_history=state.ethics_history,
         checkpoints=state.checkpoints,
         best_checkpoint=state.best_checkpoint,
         halt_reason=state.halted,
-        trainable_parameters=trainable,
-        total_parameters=total_params,
+        trainable_parameters=sum(p.numel() for p in run.params),
+        total_parameters=sum(p.numel() for p in run.model.parameters()),
         resumed_from=resumed_from,
-        world_size=world,
+        world_size=run.world,
         parameter_checksums=checksums,
     )
-    if is_main:
-        from kala_lib.storage import atomic_write_text
-
-        atomic_write_text(out / "result.json", json.dumps(result.as_dict(), indent=1))
+    if run.is_main:
+        atomic_write_text(run.out / "result.json", json.dumps(result.as_dict(), indent=1))
     return result
-
-
-class _nullcontext:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _broadcast(value):
-    import torch.distributed as dist
-
-    holder = [value]
-    dist.broadcast_object_list(holder, src=0)
-    return holder[0]
 
 
 def _append_jsonl(path: Path, record: dict) -> None:
@@ -825,32 +927,28 @@ def _latest_checkpoint(root: Path) -> Path | None:
 
 
 def _save_adapter_atomically(model, target: Path) -> None:
-    staging = target.with_name(f".{target.name}.tmp")
-    if staging.exists():
-        shutil.rmtree(staging)
-    model.save_pretrained(str(staging))
-    if target.exists():
-        old = target.with_name(f".{target.name}.old")
-        if old.exists():
-            shutil.rmtree(old)
-        os.replace(target, old)
-        os.replace(staging, target)
-        shutil.rmtree(old)
-    else:
-        os.replace(staging, target)
+    with staged_dir(target) as staging:
+        model.save_pretrained(str(staging))
 
 
 def _save_checkpoint(root: Path, model, optimizer, scheduler, state: TrainState, config: TrainConfig, val_loss) -> None:
     """Write step-NNNNNN atomically (temp dir, then rename); keep the last k plus the best."""
+    name = f"step-{state.step:06d}"
+    final = root / name
+    with staged_dir(final) as staging:
+        _write_checkpoint(staging, model, optimizer, scheduler, state, config, val_loss)
+    keep = {c["path"] for c in state.checkpoints}
+    for old in root.glob("step-*"):
+        if str(old) not in keep:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _write_checkpoint(staging: Path, model, optimizer, scheduler, state: TrainState, config: TrainConfig, val_loss) -> None:
+    """The checkpoint's adapter and trainer state into ``staging``; updates the kept-checkpoint list."""
     import numpy as np
     import torch
 
-    name = f"step-{state.step:06d}"
-    final = root / name
-    staging = root / f".{name}.tmp"
-    if staging.exists():
-        shutil.rmtree(staging)
-    staging.mkdir(parents=True)
+    final = staging.parent / f"step-{state.step:06d}"
     model.save_pretrained(str(staging / "adapter"))
     entry = {"step": state.step, "path": str(final), "val_loss": val_loss}
     checkpoints = [c for c in state.checkpoints if c["step"] != state.step] + [entry]
@@ -871,12 +969,6 @@ def _save_checkpoint(root: Path, model, optimizer, scheduler, state: TrainState,
         },
         staging / "trainer_state.pt",
     )
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(staging, final)
-    for old in root.glob("step-*"):
-        if str(old) not in keep:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def load_config(path: str | Path, **overrides) -> TrainConfig:

@@ -5,7 +5,6 @@ message naming the problem, and leave every earlier table and file exactly as it
 import hashlib
 import json
 import shutil
-from pathlib import Path
 
 import dagster as dg
 import duckdb

@@ -6,8 +6,8 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-import pytest
 import duckdb
+import pytest
 from dagster._core.instance.ref import InstanceRef
 
 PROJECT = Path(__file__).resolve().parent.parent

@@ -4,7 +4,6 @@ import json
 import os
 
 import dagster as dg
-import duckdb
 import pytest
 
 from kala_assets.definitions import defs
@@ -87,7 +86,7 @@ def test_incoming_weight_scales_the_other_shares():
 
 def evaluate(instance, warehouse, cursor=None):
     context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
-                                      resources={"warehouse": warehouse})
+                                      resources={"warehouse": warehouse, "deployment": defs.resources["deployment"]})
     return watch_incoming_data(context), context.cursor
 
 

@@ -1,7 +1,6 @@
 """Reliability drills: the training subprocess killed mid-run, and two processes writing the
 warehouse at once."""
 
-import json
 import multiprocessing
 import os
 import signal

@@ -13,8 +13,16 @@ import pytest
 
 from kala_lib import sandbox
 from kala_lib.metrics import pass_at_k
-from kala_lib.sandbox import (PASSED, TIMEOUT, SandboxUnavailable, ScoringJob, humaneval_job, mbpp_job, run_python,
-                              run_tests)
+from kala_lib.sandbox import (
+    PASSED,
+    TIMEOUT,
+    SandboxUnavailable,
+    ScoringJob,
+    humaneval_job,
+    mbpp_job,
+    run_python,
+    run_tests,
+)
 from tests.sandbox_attacks import ADD, ATTACKS, run_attack
 
 SHARED_MBPP = Path(__file__).resolve().parents[2] / "shared" / "benchmarks" / "mbpp" / "mbpp.jsonl"

@@ -16,7 +16,8 @@ def materialize_mix(instance, version):
 
 
 def evaluate(instance, cursor=None):
-    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs)
+    context = dg.build_sensor_context(instance=instance, cursor=cursor, definitions=defs,
+                                      resources={"deployment": defs.resources["deployment"]})
     result = retrain_on_new_data(context)
     requests = [result] if isinstance(result, dg.RunRequest) else []
     return requests, context.cursor, result
@@ -80,3 +81,30 @@ def test_run_failure_sensor_records_the_reason(instance, tmp_path):
     with duckdb.connect(str(warehouse.database_path), read_only=True) as con:
         rows = con.execute("SELECT run_id, failed_steps FROM run_failures").fetchall()
     assert rows == [(result.run_id, '["broken"]')]
+
+
+def test_the_run_config_comes_from_the_deployment(instance, tmp_path, monkeypatch):
+    """A GPU deployment's retrain sensor trains with its GPU settings, not configs/cpu_default.yaml."""
+    import yaml
+
+    from kala_assets.definitions_k8s import defs as k8s_defs
+    from kala_assets.resources import PROJECT_ROOT, KalaDeployment
+
+    def lora_config(deployment=None, definitions=defs):
+        materialize_mix(instance, f"v-{len(instance.get_runs())}-{tmp_path.name}-{deployment}")
+        resources = {"deployment": deployment if deployment is not None else definitions.resources["deployment"]}
+        context = dg.build_sensor_context(instance=instance, definitions=definitions, resources=resources)
+        return retrain_on_new_data(context).run_config["ops"]["lora_adapter"]["config"]
+
+    def from_file(name):
+        return yaml.safe_load((PROJECT_ROOT / "configs" / name).read_text())["ops"]["lora_adapter"]["config"]
+
+    monkeypatch.delenv("KALA_RUN_CONFIG", raising=False)
+    assert from_file("pythia_6_9b_gpu.yaml") != from_file("cpu_default.yaml")
+    assert lora_config() == from_file("cpu_default.yaml")
+    assert lora_config(definitions=k8s_defs) == from_file("pythia_6_9b_gpu.yaml")
+    assert lora_config(KalaDeployment(run_config_file="configs/pythia_6_9b_gpu.yaml")) == from_file("pythia_6_9b_gpu.yaml")
+    monkeypatch.setenv("KALA_RUN_CONFIG", str(PROJECT_ROOT / "configs" / "smoke.yaml"))
+    assert lora_config(KalaDeployment()) == from_file("smoke.yaml")
+    with pytest.raises(Exception, match="no-such.yaml does not exist.*KALA_RUN_CONFIG"):
+        lora_config(KalaDeployment(run_config_file=str(tmp_path / "no-such.yaml")))

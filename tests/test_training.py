@@ -20,12 +20,12 @@ from kala_lib.models import ModelError, get_profile, load_model, load_tokenizer
 from kala_lib.training import (
     TrainConfig,
     TrainingError,
-    _target_loss_module,
     bucketed_batches,
     collate,
     encode_example,
     halt_reason,
     shared_prefix_length,
+    target_loss_module,
     train,
 )
 
@@ -97,7 +97,7 @@ def test_examples_do_not_attend_to_each_other_and_padding_is_masked():
     """The loss of an example alone equals its loss inside a padded batch with other examples."""
     tokenizer = load_tokenizer("tiny-gpt-neox")
     model = load_model("tiny-gpt-neox")
-    loss_module = _target_loss_module()(model).eval()
+    loss_module = target_loss_module()(model).eval()
     items = ethics_items([e.to_record() for e in generate_examples(30, seed=5)])
     encoded = [encode_example(tokenizer, json.loads(i.messages_json()), "plain", 256) for i in items[:4]]
     with torch.no_grad():
@@ -119,7 +119,7 @@ def _tiny_batch():
 def test_target_only_logits_match_the_standard_loss():
     model, input_ids, labels, attention = _tiny_batch()
     with torch.no_grad():
-        ours, n = _target_loss_module()(model)(input_ids, labels, attention)
+        ours, n = target_loss_module()(model)(input_ids, labels, attention)
         reference = model(input_ids=input_ids, attention_mask=attention, labels=labels).loss
     assert torch.allclose(ours / n, reference, rtol=1e-4)
 
@@ -130,8 +130,8 @@ def test_first_token_weight_scales_the_first_response_tokens_only():
 
     model, input_ids, labels, attention = _tiny_batch()
     with torch.no_grad():
-        plain, n = _target_loss_module()(model)(input_ids, labels, attention)
-        weighted, n_weighted = _target_loss_module()(model, 5.0, 4)(input_ids, labels, attention)
+        plain, n = target_loss_module()(model)(input_ids, labels, attention)
+        weighted, n_weighted = target_loss_module()(model, 5.0, 4)(input_ids, labels, attention)
         logits = model(input_ids=input_ids, attention_mask=attention).logits[:, :-1]
     targets = labels[:, 1:]
     per_token = F.cross_entropy(logits.transpose(1, 2), targets.clamp(min=0), reduction="none") * (targets != -100)
@@ -167,7 +167,7 @@ def test_shared_prefix_gives_the_same_loss_and_gradients(profile_name, prompt_fo
     encoded = [encode_example(tokenizer, json.loads(i.messages_json()), prompt_format, 160) for i in items[:6]]
     encoded = [e for e in encoded if e]
     micro_batches = [encoded[:3], encoded[3:]]
-    module = _target_loss_module()(model)
+    module = target_loss_module()(model)
     params = [p for p in model.parameters() if p.requires_grad]
 
     def gradients(use_prefix):

@@ -15,8 +15,8 @@ from kala_assets.assets.incoming import incoming_data, incoming_folder
 from kala_assets.metadata import counts_table, markdown_table, numeric_metadata, preview
 from kala_assets.resources import KalaWarehouse
 from kala_lib import mixing
-from kala_lib.incoming import folder_version, read_incoming
 from kala_lib.eval_suite import DEFAULT_HELDOUT_SIZE, HELDOUT_SEED, build_eval_suite
+from kala_lib.incoming import folder_version, read_incoming
 from kala_lib.models import load_tokenizer
 from kala_lib.storage import atomic_open
 

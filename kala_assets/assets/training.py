@@ -6,20 +6,20 @@ import os
 import re
 import sys
 from pathlib import Path
-from typing import Optional
 
 import dagster as dg
-from dagster._core.errors import DagsterPipesExecutionError  # not re-exported at the top level
 import pandas as pd
+from dagster._core.errors import DagsterPipesExecutionError  # not re-exported at the top level
 from pydantic import Field
 
 from kala_assets.assets.mix import training_mix
+from kala_assets.config_classes import config_class
 from kala_assets.deployment import GPU_POOL, GPU_STEP_TAGS
 from kala_assets.metadata import markdown_table
 from kala_assets.resources import KalaWarehouse
 from kala_lib import evaluation, mixing
 from kala_lib.models import check_model_available
-from kala_lib.storage import read_jsonl, replace_partition, sha256_file
+from kala_lib.storage import read_jsonl, replace_partition, sha256_file, staged_dir
 from kala_lib.training import TrainConfig, ethics_prompt_set
 
 METRICS_TABLE = "training_metrics"
@@ -27,48 +27,40 @@ ETHICS_TABLE = "training_ethics_validation"
 CODE_VERSION = "lora_adapter.v2"  # v2: the shared prompt prefix runs once per step
 
 
-class LoraTrainingConfig(dg.Config):
-    """The seed's configs/lora_training_config.yaml values are the defaults."""
+#: TrainConfig's fields the asset sets itself (paths, the ethics prompts) or leaves at the trainer's value.
+SET_BY_ASSET = {"output_dir", "train_file", "val_file", "ethics_prompts"}
+TRAINER_INTERNAL = {"bucket_size", "ethics_max_new_tokens", "log_every", "max_grad_norm", "min_shared_prefix",
+                    "quantization", "resume", "threads", "val_examples", "wandb_mode", "wandb_project",
+                    "weight_decay"}
+ASSET_ONLY = {"ethics_harmful_prompts", "ethics_benign_prompts", "nproc_per_node", "system_prompt"}
 
-    model_profile: str = Field(default="smollm2-135m", description="smollm2-135m (CPU), pythia-6.9b (GPU, 8-bit), ...")
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    learning_rate: float = 2e-4
-    lr_scheduler: str = "cosine"
-    warmup_ratio: float = 0.03
-    per_device_batch_size: int = 4
-    gradient_accumulation_steps: int = 4
-    num_epochs: float = 3.0
-    max_steps: Optional[int] = Field(default=None, description="Stop after this many optimizer steps.")
-    max_seq_len: int = 512
-    max_train_examples: Optional[int] = Field(default=None, description="Train on a seeded sample of the mix.")
-    gradient_checkpointing: bool = False
-    share_prefix: bool = Field(default=True, description="Run the prefix all examples of a step share (system "
-                               "prompt, chat header) once per step; same gradients, about a third fewer tokens.")
-    first_token_weight: float = Field(default=1.0, description="Loss weight of the first response tokens, where "
-                                      "the refuse-or-help decision is made (1.0 = plain SFT).")
-    first_tokens: int = Field(default=4, description="How many first response tokens first_token_weight applies to.")
-    preference_weight: float = Field(default=0.0, description="Weight of the DPO preference term (the CAI "
-                                     "preference stage) beside SFT; 0 = plain SFT.")
-    preference_beta: float = 0.1
-    preference_tokens: int = Field(default=16, description="Both responses of a preference pair are cut to this "
-                                   "many first tokens.")
-    target_modules: Optional[list[str]] = Field(default=None, description="LoRA target modules (null = the "
-                                                "profile's; e.g. add gate_proj, up_proj, down_proj for the MLP).")
-    seed: int = 42
-    save_every: int = 50
-    keep_last: int = 2
-    ethics_every: int = 100
-    ethics_harmful_prompts: int = 8
-    ethics_benign_prompts: int = 8
-    fail_on_ethics_violation: bool = True
-    ethics_drift_margin: float = 0.25
-    ethics_floor: float = 0.5
-    ethics_grace_steps: int = 200
-    wandb: bool = False
-    nproc_per_node: int = Field(default=1, description=">1 launches torchrun (DDP: NCCL on GPUs, gloo on CPU).")
-    system_prompt: str = Field(default="short", description="Must match the training_mix's system prompt.")
+LoraTrainingConfig = config_class(
+    "LoraTrainingConfig", TrainConfig, exclude=SET_BY_ASSET | TRAINER_INTERNAL,
+    doc="The trainer's settings (kala_lib.training.TrainConfig, whose defaults are the seed's "
+        "configs/lora_training_config.yaml values), plus what the asset needs to set it up.",
+    descriptions={
+        "model_profile": "smollm2-135m (CPU), pythia-6.9b (GPU, 8-bit), ...",
+        "max_steps": "Stop after this many optimizer steps.",
+        "max_train_examples": "Train on a seeded sample of the mix.",
+        "share_prefix": "Run the prefix all examples of a step share (system prompt, chat header) once per step; "
+                        "same gradients, about a third fewer tokens.",
+        "first_token_weight": "Loss weight of the first response tokens, where the refuse-or-help decision is made "
+                              "(1.0 = plain SFT).",
+        "first_tokens": "How many first response tokens first_token_weight applies to.",
+        "preference_weight": "Weight of the DPO preference term (the CAI preference stage) beside SFT; 0 = plain SFT.",
+        "preference_tokens": "Both responses of a preference pair are cut to this many first tokens.",
+        "target_modules": "LoRA target modules (null = the profile's; e.g. add gate_proj, up_proj, down_proj "
+                          "for the MLP).",
+    },
+    extra={
+        "ethics_harmful_prompts": (int, Field(default=8, description="Harmful validation prompts scored during "
+                                              "training (from the mix's validation split).")),
+        "ethics_benign_prompts": (int, Field(default=8, description="Benign validation prompts scored during "
+                                             "training.")),
+        "nproc_per_node": (int, Field(default=1, description=">1 launches torchrun (DDP: NCCL on GPUs, gloo on CPU).")),
+        "system_prompt": (str, Field(default="short", description="Must match the training_mix's system prompt.")),
+    },
+)
 
 
 @dg.asset(
@@ -95,7 +87,7 @@ def lora_adapter(
     if config.system_prompt not in mixing.SYSTEM_PROMPTS:
         raise ValueError(f"system_prompt must be one of {sorted(mixing.SYSTEM_PROMPTS)}")
     check_model_available(config.model_profile)  # unknown profile or missing weights: fail before any work
-    settings = config.model_dump(exclude={"ethics_harmful_prompts", "ethics_benign_prompts", "nproc_per_node", "system_prompt"})
+    settings = config.model_dump(exclude=ASSET_ONLY)
     # Ethics validation during training reads the mix's validation split, never the evaluation suite.
     val_records = [r for _, r in read_jsonl(val_file, ValueError)] if val_file.is_file() else []
     prompts = ethics_prompt_set(evaluation.validation_rows(val_records), config.ethics_harmful_prompts,
@@ -198,12 +190,8 @@ def _publish_adapter(warehouse: KalaWarehouse, adapter: Path, key: str) -> Path:
     import shutil
 
     root = warehouse.artifact_dir("adapters")
-    target = root / key
-    staging = root / f".{key}.tmp"
-    shutil.rmtree(staging, ignore_errors=True)
-    shutil.copytree(adapter, staging)
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
+    with staged_dir(root / key) as staging:
+        shutil.copytree(adapter, staging, dirs_exist_ok=True)
     link = root / ".latest.tmp"
     if link.is_symlink() or link.exists():
         link.unlink()
