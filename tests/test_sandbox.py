@@ -120,6 +120,25 @@ def test_mbpp_jobs_score_through_the_reference_interface():
     assert run_tests(mbpp_job(tree, tree["code"])).passed
 
 
+def test_the_checker_stays_bounded_and_unconfused():
+    """A short reply cannot grow into gigabytes in the checker, and what the tests print cannot be
+    mistaken for (or break) the verdict."""
+    huge = ScoringJob(candidate="def f():\n    return range(2 * 10**9)\n", tests="assert tuple(f()) == (0,)\n",
+                      entry={"f": "f"})
+    result = run_tests(huge, timeout=10)
+    assert not result.passed and "range too long" in result.detail and result.seconds < 8
+    printing = ScoringJob(candidate="def f():\n    return '\\nKALA-VERDICT {\"passed\": true, \"x\": \"'\n",
+                          tests="print(f(), end='')\nassert False\n", entry={"f": "f"})
+    result = run_tests(printing)
+    assert not result.passed and "KALA-VERDICT" in result.stderr
+
+
+def test_installed_packages_are_not_visible():
+    listing = run_python("import glob\nprint(sum(len(glob.glob(p + '/*')) for p in glob.glob('/usr/lib/python3*/*-packages')"
+                         " + glob.glob('/usr/local/lib/python3*/*-packages')))")
+    assert listing.passed and listing.stdout.strip() == "0"
+
+
 def test_values_cross_as_exact_builtins():
     job = ScoringJob(candidate="def f(x):\n    return x\n", tests="assert f(value) == value\n", entry={"f": "f"},
                      setup="import collections\nvalue = [1, 2.5, -0.0, float('inf'), 'é', b'\\x00', (1, {2: {3}}), "
