@@ -17,6 +17,7 @@ Last line: per_sample_ms=<today> baseline_ms=<baseline> ratio=<today/baseline> p
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
 import subprocess
 import sys
@@ -54,8 +55,6 @@ def main() -> None:
         if previous is not None:
             program = previous.humaneval_program(row, code) if kind == "humaneval" else previous.mbpp_program(row, code)
             return previous.run_python(program, timeout=10, cpu_seconds=5).passed
-        import json
-
         if kind == "humaneval":
             return bare_python(f"{row['prompt']}{code}\n\n{row['test']}\n\ncheck({row['entry_point']})\n")
         return bare_python(f"{row['test_setup_code']}\n{code}\n\n" + "\n".join(json.loads(row["test_list"])) + "\n")

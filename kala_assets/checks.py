@@ -61,7 +61,7 @@ def _row_count_check(asset_name: str, expected: dict[str, int]):
             severity=dg.AssetCheckSeverity.WARN,
             description=", ".join(f"{'' if split == 'all' else split + ' '}{found[split]} rows (published: {n})"
                                   for split, n in expected.items()),
-            metadata={**({"rows": len(rows), "expected": expected["all"]} if "all" in expected else found)},
+            metadata={"rows": len(rows), "expected": expected["all"]} if "all" in expected else found,
         )
 
     return _run

@@ -43,6 +43,7 @@ PASSED, FAILED, TIMEOUT = "passed", "failed", "timeout"
 ALLOW_UNSANDBOXED = "KALA_ALLOW_UNSANDBOXED_CODE"
 SANDBOX_PYTHON = "KALA_SANDBOX_PYTHON"
 SANDBOX_UID = 65534  # nobody
+SAMPLE_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}  # the whole environment of the checker and the sample
 READ_CAP = 1 << 20  # bytes of output read from one sample before it is killed
 REPLY_CAP = 8 << 20  # bytes of one reply from the candidate's server
 
@@ -349,6 +350,7 @@ def _sandbox_python(uid: int | None) -> str:
                              f"{', '.join(candidates)}): set {SANDBOX_PYTHON} to one (e.g. /usr/bin/python3)")
 
 
+@functools.lru_cache(maxsize=8)
 def _bwrap_argv(bwrap: str, python: str, tmp_bytes: int) -> tuple[str, ...]:
     argv = [bwrap, "--unshare-all", "--unshare-user", "--die-with-parent", "--new-session", "--disable-userns",
             "--ro-bind", "/usr", "/usr"]
@@ -417,9 +419,12 @@ def _limits(mode: str, cpu_seconds: int, memory_mb: int, file_size_mb: int, max_
             "nproc": max_processes}
 
 
+_SERVER_BLOCK = "\n".join("    " + line for line in _SERVER.format().splitlines())  # under the boot's else:
+_CHECKER_SOURCE = _CHECKER.format(reply_cap=REPLY_CAP)
+
+
 def _boot(limits: dict) -> str:
-    server = "\n".join("    " + line for line in _SERVER.format().splitlines())
-    return _BOOT.format(limits=limits, server=server)
+    return _BOOT.format(limits=limits, server=_SERVER_BLOCK)
 
 
 class _Workdir:
@@ -463,7 +468,7 @@ def _run_bounded(argv: list[str], data: bytes, timeout: float, cwd: str, uid: in
     timeout + a few seconds whatever the process does: (stdout, stderr, returncode, how it ended)."""
     deadline = time.monotonic() + timeout
     process = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=cwd,
-                               env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}, start_new_session=True,
+                               env=SAMPLE_ENV, start_new_session=True,
                                **_drop_kwargs(uid))
     selector = selectors.DefaultSelector()
     output = {process.stdout: bytearray(), process.stderr: bytearray()}
@@ -553,10 +558,10 @@ def run_tests(job: ScoringJob, timeout: float = 10.0, cpu_seconds: int = 5, memo
     inner = launch.argv(_boot(_limits("server", cpu_seconds, memory_mb, file_size_mb, max_processes)), tmp_mb << 20)
     started = time.monotonic()
     with _Workdir(launch) as cwd:
-        payload = {"argv": inner, "cwd": cwd, "uid": launch.uid, "env": {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"},
+        payload = {"argv": inner, "cwd": cwd, "uid": launch.uid, "env": SAMPLE_ENV,
                    "candidate": job.candidate, "tests": job.tests, "call": job.call, "setup": job.setup,
                    "entry": dict(job.entry)}
-        checker = [sys.executable, "-I", "-S", "-B", "-c", _CHECKER.format(reply_cap=REPLY_CAP)]
+        checker = [sys.executable, "-I", "-S", "-B", "-c", _CHECKER_SOURCE]
         out, err, code_, ended = _run_bounded(checker, json.dumps(payload).encode(), timeout, "/", None,
                                               read_cap=READ_CAP)
     verdict = {"passed": False, "why": {"timeout": "timed out", "output": "output cap passed"}.get(ended, "no verdict")}

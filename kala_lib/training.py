@@ -488,6 +488,14 @@ class _Run:
         return self.world > 1
 
     @property
+    def trainable_parameters(self) -> int:
+        return sum(p.numel() for p in self.params)
+
+    @property
+    def total_parameters(self) -> int:
+        return sum(p.numel() for p in self.model.parameters())
+
+    @property
     def is_main(self) -> bool:
         return self.rank == 0
 
@@ -684,8 +692,7 @@ def _open_logs(run: _Run, resumed_from: int | None) -> None:
             raise TrainingError("wandb is enabled but not installed: pip install wandb (offline mode needs no account)") from None
         run.wandb_run = wandb.init(project=config.wandb_project, mode=config.wandb_mode, dir=str(run.out),
                                    config=dataclasses.asdict(config), resume="allow", id=config.fingerprint())
-    trainable = sum(p.numel() for p in run.params)
-    total = sum(p.numel() for p in run.model.parameters())
+    trainable, total = run.trainable_parameters, run.total_parameters
     run.reporter.log(
         f"training {run.profile.name} with LoRA r={config.lora_r} on {len(run.data.encoded)} examples: "
         f"{run.total_steps} steps of {config.per_device_batch_size}x{config.gradient_accumulation_steps}x{run.world}; "
@@ -849,8 +856,8 @@ def _finish(run: _Run, last_loss: float | None, throughput: list[float], resumed
         checkpoints=state.checkpoints,
         best_checkpoint=state.best_checkpoint,
         halt_reason=state.halted,
-        trainable_parameters=sum(p.numel() for p in run.params),
-        total_parameters=sum(p.numel() for p in run.model.parameters()),
+        trainable_parameters=run.trainable_parameters,
+        total_parameters=run.total_parameters,
         resumed_from=resumed_from,
         world_size=run.world,
         parameter_checksums=checksums,
