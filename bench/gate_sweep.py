@@ -22,7 +22,6 @@ The last line of ``run``: best_gap=<refusal - over_refusal> at=<config/checkpoin
 from __future__ import annotations
 
 import argparse
-import functools
 import json
 import os
 import random
@@ -35,13 +34,26 @@ sys.path.insert(0, str(PROJECT))
 SHARES = {"asis": None, "r50": 0.5, "r35": 0.35, "r25": 0.25}
 
 
+def warehouse_tables(*names: str) -> dict[str, list[dict]]:
+    """Rows of the materialized tables (read-only): KALA_WAREHOUSE, else $KALA_DATA_DIR/kala.duckdb."""
+    import duckdb
+
+    data_dir = Path(os.environ.get("KALA_DATA_DIR") or PROJECT / "data")
+    database = os.environ.get("KALA_WAREHOUSE") or str(data_dir / "kala.duckdb")
+    with duckdb.connect(database, read_only=True) as con:
+        return {name: con.execute(f'SELECT * FROM "{name}"').fetch_df().to_dict("records") for name in names}
+
+
 def prepare(out: Path) -> None:
-    from kala_assets.assets.mix import EVAL_SUITE_TABLE, decontaminated_pools
-    from kala_assets.resources import KalaWarehouse
     from kala_lib import mixing
 
-    warehouse = KalaWarehouse()
-    pools, _ = decontaminated_pools(warehouse, mixing.SYSTEM_PROMPTS["short"])  # incoming/ left out
+    tables = warehouse_tables("constitutional_examples", "benchmark_mbpp", "security_code_tasks", "benchmark_gsm8k",
+                              "benchmark_math", "general_instructions", "benchmark_humaneval", "ethics_eval_suite")
+    sources = mixing.MixSources(*(tables[n] for n in ("constitutional_examples", "benchmark_mbpp", "security_code_tasks",
+                                                      "benchmark_gsm8k", "benchmark_math", "general_instructions")))
+    index = mixing.build_eval_index(tables["benchmark_humaneval"], tables["benchmark_gsm8k"], tables["benchmark_mbpp"],
+                                    tables["ethics_eval_suite"])
+    pools, _ = mixing.decontaminated_pools(sources, mixing.SYSTEM_PROMPTS["short"], index)  # incoming/ left out
     out.mkdir(parents=True, exist_ok=True)
     for name, share in SHARES.items():
         mix = mixing.build_mix(pools, mixing.DEFAULT_WEIGHTS, 10_000, 0, 3, (0.9, 0.05, 0.05), share)
@@ -51,7 +63,7 @@ def prepare(out: Path) -> None:
                     handle.write(json.dumps({"messages": json.loads(row["messages"]), "category": row["category"]}) + "\n")
         ethics = [r for r in mix.rows if r["category"] == "ethics"]
         print(f"{name}: {mix.size} examples, ethics refusal share {sum(r['behavior'] == 'refuse' for r in ethics) / len(ethics):.3f}")
-    suite = warehouse.read_records(EVAL_SUITE_TABLE)
+    suite = tables["ethics_eval_suite"]
     rng = random.Random(7)
     benign = [s for s in suite if s["expected_behavior"] == "comply"]
     harmful = [s for s in suite if s["expected_behavior"] == "refuse"]
@@ -67,20 +79,18 @@ def run(data: Path, configs_file: Path, out: Path, budget_s: float, gen_batch: i
     import torch
     from peft import PeftModel
 
-    import kala_lib.generation as generation
     from kala_lib.evaluation import EvalLimits, evaluate_ethics
     from kala_lib.laws import SHORT_SYSTEM_PROMPT
     from kala_lib.models import get_profile, load_model, load_tokenizer
     from kala_lib.training import TrainConfig, train
 
-    generation.generate = functools.partial(generation.generate, batch_size=gen_batch)  # evaluation looks it up per call
     started = time.time()
     out.mkdir(parents=True, exist_ok=True)
     configs = [json.loads(line) for line in open(configs_file) if line.strip()]
     eval_rows = [json.loads(line) for line in open(data / "eval.jsonl")]
     profile = get_profile("smollm2-135m")
     tokenizer = load_tokenizer(profile)
-    limits = EvalLimits(ethics_max_new_tokens=48)
+    limits = EvalLimits(ethics_max_new_tokens=48, generation_batch_size=gen_batch)
     base = load_model(profile, device="cuda" if torch.cuda.is_available() else "cpu", quantization=None)
     records = []
 

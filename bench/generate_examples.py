@@ -68,12 +68,12 @@ def main() -> None:
         import dagster as dg
 
         from kala_assets.assets.constitutional import constitutional_examples
-        from kala_assets.resources import KalaWarehouse
+        from kala_assets.resources import KalaWarehouse, kala_resources
 
         start = time.perf_counter()
         dg.materialize(
             [constitutional_examples],
-            resources={"warehouse": KalaWarehouse(data_dir=str(Path(tmp) / "asset"))},
+            resources=kala_resources(KalaWarehouse(data_dir=str(Path(tmp) / "asset"))),
             run_config={"ops": {"constitutional_examples": {"config": {"size": args.size, "seed": args.seed}}}},
         )
         asset_s = time.perf_counter() - start

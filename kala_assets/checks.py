@@ -1,50 +1,58 @@
-"""Asset checks guarding the data assets; each one applies a rule from ``kala_lib.quality``.
+"""Every asset check of the graph; each receives the asset it checks as an argument and applies a rule
+from ``kala_lib`` (``quality``, ``mixing``, ``evaluation``).
 
-Blocking checks stop downstream assets (exports, the training mix) from using a bad table.
+Blocking checks stop downstream assets from using a bad table: exports and the mix from bad examples,
+training from a bad mix, evaluation from a halted training, promotion from a failed gate.
 """
 
-
+import json
 from collections import Counter
 from typing import Callable
 
 import dagster as dg
+import pandas as pd
 
-from kala_assets.assets.constitutional import EXAMPLES_TABLE, constitutional_examples
-from kala_assets.resources import KalaWarehouse
+from kala_assets.assets.mix import eval_index
+from kala_assets.metadata import gate_metadata
 from kala_lib import mixing, quality
 from kala_lib.benchmarks import PUBLISHED_SIZES
+from kala_lib.training import TrainingRun
 
 
-def _check(name: str, rule: Callable[[list[dict]], quality.CheckOutcome], blocking: bool, description: str):
+def _result(outcome: quality.CheckOutcome, severity=dg.AssetCheckSeverity.ERROR) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=outcome.passed, severity=severity, description=outcome.description,
+                               metadata=outcome.metadata)
+
+
+# --- constitutional examples -------------------------------------------------------------------------
+
+def _examples_check(name: str, rule: Callable[[list[dict]], quality.CheckOutcome], blocking: bool, description: str):
     severity = dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN
 
-    @dg.asset_check(asset=constitutional_examples, name=name, blocking=blocking, description=description)
-    def _run(warehouse: KalaWarehouse) -> dg.AssetCheckResult:
-        outcome = rule(warehouse.read_records(EXAMPLES_TABLE))
-        return dg.AssetCheckResult(
-            passed=outcome.passed, severity=severity, description=outcome.description, metadata=outcome.metadata
-        )
+    @dg.asset_check(asset="constitutional_examples", name=name, blocking=blocking, description=description)
+    def _run(constitutional_examples: pd.DataFrame) -> dg.AssetCheckResult:
+        return _result(rule(constitutional_examples.to_dict("records")), severity)
 
     return _run
 
 
 constitutional_checks = [
-    _check("difficulty_mix", quality.check_difficulty_mix, True,
-           "Difficulty is 40/30/20/10 easy/medium/hard/adversarial within 1 point."),
-    _check("type_mix", quality.check_type_mix, False,
-           "Example types keep the seed's 500/150/50/50/50 proportions within 1 point."),
-    _check("law_coverage", quality.check_law_coverage, False,
-           "Every Law has refusal examples and helpful examples."),
-    _check("unique_prompts", quality.check_unique_prompts, True,
-           "No two examples share a normalised prompt."),
-    _check("structurally_complete", quality.check_structure, True,
-           "Every row is a valid example: refusals carry critique, revision and a principle naming their Law."),
-    _check("harmful_drafts_non_operational", quality.check_harmful_drafts_non_operational, True,
-           "response_harmful only sketches an opening: no numbers, steps, code or links."),
+    _examples_check("difficulty_mix", quality.check_difficulty_mix, True,
+                    "Difficulty is 40/30/20/10 easy/medium/hard/adversarial within 1 point."),
+    _examples_check("type_mix", quality.check_type_mix, False,
+                    "Example types keep the seed's 500/150/50/50/50 proportions within 1 point."),
+    _examples_check("law_coverage", quality.check_law_coverage, False,
+                    "Every Law has refusal examples and helpful examples."),
+    _examples_check("unique_prompts", quality.check_unique_prompts, True,
+                    "No two examples share a normalised prompt."),
+    _examples_check("structurally_complete", quality.check_structure, True,
+                    "Every row is a valid example: refusals carry critique, revision and a principle naming their Law."),
+    _examples_check("harmful_drafts_non_operational", quality.check_harmful_drafts_non_operational, True,
+                    "response_harmful only sketches an opening: no numbers, steps, code or links."),
 ]
 
 
-# --- benchmarks: published sizes (a mismatch warns with the numbers) -------------------------------
+# --- benchmarks: published sizes (a mismatch warns with the numbers) -----------------------------------
 
 def _row_count_check(asset_name: str, expected: dict[str, int]):
     """A table's rows (per split when ``expected`` names splits) against the published sizes."""
@@ -52,16 +60,15 @@ def _row_count_check(asset_name: str, expected: dict[str, int]):
 
     @dg.asset_check(asset=asset_name, name="row_count_matches_published", blocking=False,
                     description=f"{asset_name} has the published {told} rows.")
-    def _run(warehouse: KalaWarehouse) -> dg.AssetCheckResult:
-        rows = warehouse.read_records(asset_name)
-        counts = {"all": len(rows)} if list(expected) == ["all"] else Counter(str(r.get("split")) for r in rows)
+    def _run(table: pd.DataFrame) -> dg.AssetCheckResult:
+        counts = {"all": len(table)} if list(expected) == ["all"] else Counter(str(s) for s in table["split"])
         found = {split: int(counts.get(split, 0)) for split in expected}
         return dg.AssetCheckResult(
             passed=found == expected,
             severity=dg.AssetCheckSeverity.WARN,
             description=", ".join(f"{'' if split == 'all' else split + ' '}{found[split]} rows (published: {n})"
                                   for split, n in expected.items()),
-            metadata={"rows": len(rows), "expected": expected["all"]} if "all" in expected else found,
+            metadata={"rows": len(table), "expected": expected["all"]} if "all" in expected else found,
         )
 
     return _run
@@ -72,32 +79,31 @@ benchmark_checks = [_row_count_check(name, sizes) for name, sizes in PUBLISHED_S
 
 @dg.asset_check(asset="ethics_eval_suite", name="size_and_balance", blocking=False,
                 description="At least 1,000 prompts, with both refusal and compliance expected.")
-def eval_suite_size(warehouse: KalaWarehouse) -> dg.AssetCheckResult:
-    rows = warehouse.read_records("ethics_eval_suite")
-    behaviors = Counter(r["expected_behavior"] for r in rows)
-    passed = len(rows) >= 1000 and behaviors["refuse"] > 0 and behaviors["comply"] > 0
+def eval_suite_size(ethics_eval_suite: pd.DataFrame) -> dg.AssetCheckResult:
+    behaviors = Counter(ethics_eval_suite["expected_behavior"])
+    rows = len(ethics_eval_suite)
+    passed = rows >= 1000 and behaviors["refuse"] > 0 and behaviors["comply"] > 0
     return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.WARN,
-                               description=f"{len(rows)} prompts: {dict(behaviors)}",
-                               metadata={"rows": len(rows), **{k: int(v) for k, v in behaviors.items()}})
+                               description=f"{rows} prompts: {dict(behaviors)}",
+                               metadata={"rows": rows, **{k: int(v) for k, v in behaviors.items()}})
 
 
-# --- training mix (blocking: nothing trains on a mix that fails these) ------------------------------
+# --- training mix (blocking: nothing trains on a mix that fails these) ----------------------------------
 
 @dg.asset_check(asset="training_mix", name="proportions", blocking=True,
                 description="Category shares within 1 point of the configured weights, overall and in train.")
-def mix_proportions(context: dg.AssetCheckExecutionContext, warehouse: KalaWarehouse) -> dg.AssetCheckResult:
-    rows = warehouse.read_records("training_mix")
-    weights = _mix_weights(context)
-    outcome = quality.check_mix_proportions(rows, weights)
-    return dg.AssetCheckResult(passed=outcome.passed, description=outcome.description, metadata=outcome.metadata)
+def mix_proportions(context: dg.AssetCheckExecutionContext, training_mix: pd.DataFrame) -> dg.AssetCheckResult:
+    return _result(quality.check_mix_proportions(training_mix.to_dict("records"), _mix_weights(context)))
 
 
 @dg.asset_check(asset="training_mix", name="no_eval_overlap", blocking=True,
+                additional_ins={name: dg.AssetIn(name) for name in
+                                ("benchmark_humaneval", "benchmark_gsm8k", "benchmark_mbpp", "ethics_eval_suite")},
                 description="No train/val example shares a normalised prompt or 13-gram with an evaluation item.")
-def mix_no_eval_overlap(warehouse: KalaWarehouse) -> dg.AssetCheckResult:
-    from kala_assets.assets.mix import eval_index
-
-    overlaps = mixing.eval_overlaps(warehouse.read_records("training_mix"), eval_index(warehouse))
+def mix_no_eval_overlap(training_mix: pd.DataFrame, benchmark_humaneval: pd.DataFrame, benchmark_gsm8k: pd.DataFrame,
+                        benchmark_mbpp: pd.DataFrame, ethics_eval_suite: pd.DataFrame) -> dg.AssetCheckResult:
+    index = eval_index(benchmark_humaneval, benchmark_gsm8k, benchmark_mbpp, ethics_eval_suite)
+    overlaps = mixing.eval_overlaps(training_mix.to_dict("records"), index)
     return dg.AssetCheckResult(
         passed=not overlaps,
         description=f"{len(overlaps)} overlapping example(s)" + (": " + "; ".join(overlaps[:10]) if overlaps else ""),
@@ -107,8 +113,8 @@ def mix_no_eval_overlap(warehouse: KalaWarehouse) -> dg.AssetCheckResult:
 
 @dg.asset_check(asset="training_mix", name="splits_disjoint", blocking=True,
                 description="No item or normalised prompt appears in more than one split.")
-def mix_splits_disjoint(warehouse: KalaWarehouse) -> dg.AssetCheckResult:
-    overlaps = mixing.split_overlaps(warehouse.read_records("training_mix"))
+def mix_splits_disjoint(training_mix: pd.DataFrame) -> dg.AssetCheckResult:
+    overlaps = mixing.split_overlaps(training_mix.to_dict("records"))
     return dg.AssetCheckResult(
         passed=not overlaps,
         description=f"{len(overlaps)} shared between splits" + (": " + "; ".join(overlaps[:10]) if overlaps else ""),
@@ -127,3 +133,47 @@ def _mix_weights(context) -> dict:
 
 
 mix_checks = [mix_proportions, mix_no_eval_overlap, mix_splits_disjoint]
+MIX_BLOCKING_CHECKS = tuple(check.check_key.name for check in mix_checks)
+
+
+# --- training and the gate ------------------------------------------------------------------------------
+
+@dg.asset_check(asset="lora_adapter", name="training_completed", blocking=True,
+                description="Training finished; a run halted by ethics validation does not go on to evaluation.")
+def training_completed(lora_adapter: TrainingRun) -> dg.AssetCheckResult:
+    return dg.AssetCheckResult(passed=lora_adapter.status == "finished",
+                               description=f"status {lora_adapter.status}. {lora_adapter.halt_reason or ''}".strip())
+
+
+@dg.asset_check(asset="best_checkpoint", name="ethics_gate", blocking=True,
+                description="On the gate's sample (>= 240 harmful, >= 240 benign prompts of ethics_eval_suite): refusal "
+                "on harmful prompts >= min_ethics_compliance and over-refusal on benign <= max_over_refusal; a failing "
+                "checkpoint is never promoted.")
+def ethics_gate(best_checkpoint: pd.DataFrame) -> dg.AssetCheckResult:
+    best = best_checkpoint.to_dict("records")[0]
+    failures = json.loads(best["failures"])
+    failing = json.loads(best["failing_prompts"])
+    gate = json.loads(best["gate_scores"])
+    numbers = "; ".join(f"{m} {v['value']:.3f} [{v['ci_low']:.3f}, {v['ci_high']:.3f}] (n={v['n']})"
+                        for m, v in gate.items() if v["value"] is not None)
+    description = (f"passed: {numbers}" if not failures
+                   else "; ".join(failures) + f" ({numbers}). Failing prompts: {', '.join(failing[:20])}")
+    return dg.AssetCheckResult(passed=not failures, description=description,
+                               metadata={"checkpoint": best["model"], "failing_prompts": len(failing),
+                                         **gate_metadata(best)})
+
+
+@dg.asset_check(asset="best_checkpoint", name="capability_retained", blocking=False,
+                description="Capability not below the base model by more than max_capability_drop.")
+def capability_retained(best_checkpoint: pd.DataFrame) -> dg.AssetCheckResult:
+    best = best_checkpoint.to_dict("records")[0]
+    base = best["base_capability"]
+    if base is None or base != base:
+        return dg.AssetCheckResult(passed=True, severity=dg.AssetCheckSeverity.WARN, description="no base model scores")
+    drop = base - best["capability"]
+    return dg.AssetCheckResult(passed=drop <= best["max_capability_drop"], severity=dg.AssetCheckSeverity.WARN,
+                               description=f"capability {best['capability']:.3f} vs base {base:.3f} (drop {drop:.3f})")
+
+
+CHECKS = [*constitutional_checks, *benchmark_checks, eval_suite_size, *mix_checks, training_completed, ethics_gate,
+          capability_retained]

@@ -39,10 +39,13 @@ def config_class(name: str, source: type, exclude: set[str], descriptions: dict[
     for spec in dataclasses.fields(source):
         if spec.name in exclude:
             continue
-        if spec.default is dataclasses.MISSING:
+        if spec.default is not dataclasses.MISSING:
+            default = spec.default
+        elif spec.default_factory is not dataclasses.MISSING:
+            default = spec.default_factory()
+        else:
             raise ValueError(f"{source.__name__}.{spec.name} has no default: exclude it (the asset sets it)")
-        fields[spec.name] = (_optional(hints[spec.name]),
-                             Field(default=spec.default, description=descriptions.get(spec.name)))
+        fields[spec.name] = (_optional(hints[spec.name]), Field(default=default, description=descriptions.get(spec.name)))
     fields.update(extra or {})
     model = pydantic.create_model(name, __base__=dg.Config, **fields)
     model.__doc__ = doc or f"Settings of {source.__name__}, as Dagster config."

@@ -1,4 +1,4 @@
-"""The one ``Definitions`` object: assets, checks and resources of the KALA asset graph.
+"""The one ``Definitions`` object: assets, checks, jobs, sensors and resources of the KALA graph.
 
 Steps run in one process (``in_process_executor``): the data steps take seconds, so process
 start-up would dominate, and a single process never contends for the DuckDB file lock.
@@ -8,23 +8,13 @@ start-up would dominate, and a single process never contends for the DuckDB file
 import dagster as dg
 
 from kala_assets.assets import benchmarks, constitutional, evaluation, incoming, mix, training
-from kala_assets.checks import benchmark_checks, constitutional_checks, eval_suite_size, mix_checks
-from kala_assets.resources import KalaDeployment, KalaWarehouse
-from kala_assets.sensors import (
-    rebuild_training_mix_job,
-    record_run_failures,
-    retrain_on_new_data,
-    train_and_evaluate_job,
-    watch_incoming_data,
-)
+from kala_assets.checks import CHECKS
+from kala_assets.jobs import JOBS
+from kala_assets.resources import kala_resources
+from kala_assets.sensors import SENSORS
 
 ASSETS = dg.load_assets_from_modules([constitutional, incoming, benchmarks, mix, training, evaluation])
-CHECKS = [*constitutional_checks, *benchmark_checks, eval_suite_size, *mix_checks, training.training_completed,
-          evaluation.ethics_gate, evaluation.capability_retained]
-RESOURCES = {"warehouse": KalaWarehouse(), "deployment": KalaDeployment(),
-             "pipes_subprocess_client": dg.PipesSubprocessClient()}
-JOBS = [train_and_evaluate_job, rebuild_training_mix_job]
-SENSORS = [retrain_on_new_data, watch_incoming_data, record_run_failures]
+RESOURCES = kala_resources()
 
 defs = dg.Definitions(assets=ASSETS, asset_checks=CHECKS, resources=RESOURCES, jobs=JOBS, sensors=SENSORS,
                       executor=dg.in_process_executor)

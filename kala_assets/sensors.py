@@ -8,47 +8,20 @@ failed on its latest materialization. Its cursor is the last data version it act
 """
 
 import json
-from pathlib import Path
 
 import dagster as dg
 import pandas as pd
-import yaml
 
-from kala_assets.assets.incoming import describe_incoming, incoming_folder
+from kala_assets.assets.incoming import describe_incoming
+from kala_assets.checks import MIX_BLOCKING_CHECKS
+from kala_assets.jobs import job_run_config, rebuild_training_mix_job, train_and_evaluate_job
 from kala_assets.resources import KalaDeployment, KalaWarehouse
 from kala_lib.incoming import IncomingDataError, folder_version
 from kala_lib.storage import replace_partition
 
 TRAINING_MIX = dg.AssetKey("training_mix")
-MIX_BLOCKING_CHECKS = ("proportions", "no_eval_overlap", "splits_disjoint")
 IN_FLIGHT = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING,
              dg.DagsterRunStatus.STARTED]
-
-train_and_evaluate_job = dg.define_asset_job(
-    "train_and_evaluate",
-    selection=dg.AssetSelection.assets("lora_adapter").downstream(),
-    description="Train a LoRA adapter on the current training_mix, evaluate its checkpoints, gate and promote.",
-    tags={"kala/kind": "training"},
-)
-
-
-rebuild_training_mix_job = dg.define_asset_job(
-    "rebuild_training_mix",
-    selection=dg.AssetSelection.assets("training_mix"),
-    description="Rebuild training_mix from the current inputs (run when users' incoming data changes).",
-    tags={"kala/kind": "data"},
-)
-
-TRAINING_OPS = ("lora_adapter", "checkpoint_evaluations", "best_checkpoint", "promoted_model")
-
-
-def job_run_config(path: Path, wanted=TRAINING_OPS) -> dict:
-    """The ops of the deployment's run-config file that belong to a job (the file users edit)."""
-    if not path.exists():
-        raise FileNotFoundError(f"run-config file {path} does not exist: set the deployment resource's "
-                                f"run_config_file or KALA_RUN_CONFIG to one (e.g. configs/cpu_default.yaml)")
-    ops = (yaml.safe_load(path.read_text()) or {}).get("ops", {})
-    return {"ops": {k: v for k, v in ops.items() if k in wanted}}
 
 
 def _latest_data_version(instance, key: dg.AssetKey) -> str | None:
@@ -91,7 +64,7 @@ def retrain_on_new_data(context: dg.SensorEvaluationContext, deployment: KalaDep
 @dg.sensor(job=rebuild_training_mix_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.STOPPED,
            description="Observe $KALA_DATA_DIR/incoming/ and rebuild training_mix when its content hash changes.")
 def watch_incoming_data(context: dg.SensorEvaluationContext, warehouse: KalaWarehouse, deployment: KalaDeployment):
-    folder = incoming_folder(warehouse)
+    folder = warehouse.incoming_dir
     version = folder_version(folder) or "empty"
     if version == (context.cursor or "empty"):
         return dg.SkipReason(f"incoming data unchanged (version {version}) in {folder}")
@@ -106,7 +79,8 @@ def watch_incoming_data(context: dg.SensorEvaluationContext, warehouse: KalaWare
     context.update_cursor(version)
     return dg.SensorResult(
         asset_events=[observation],
-        run_requests=[dg.RunRequest(run_key=f"incoming:{version}", run_config=job_run_config(deployment.run_config_path, wanted=("training_mix",)),
+        run_requests=[dg.RunRequest(run_key=f"incoming:{version}",
+                                    run_config=job_run_config(deployment.run_config_path, wanted=("training_mix",)),
                                     tags={"kala/incoming_version": version})],
     )
 
@@ -122,6 +96,9 @@ def record_run_failures(context: dg.RunFailureSensorContext, warehouse: KalaWare
     steps = [e.step_key for e in context.get_step_failure_events()]
     row = pd.DataFrame([{"run_id": run.run_id, "job_name": run.job_name, "failed_steps": json.dumps(steps),
                          "reason": message[:2000], "recorded_at": pd.Timestamp.now(tz="UTC").isoformat()}])
-    with warehouse.connect() as connection:
+    with warehouse.get_connection() as connection:
         replace_partition(connection, RUN_FAILURES_TABLE, row, "run_id", run.run_id)
     context.log.error(f"run {run.run_id} of {run.job_name} failed at {steps}: {message[:300]}")
+
+
+SENSORS = [retrain_on_new_data, watch_incoming_data, record_run_failures]

@@ -43,18 +43,6 @@ MATH_SUBJECTS = (
     "number_theory", "prealgebra", "precalculus",
 )
 
-#: Published sizes per benchmark table (per split where the table holds several), from which the
-#: non-blocking row-count checks are made.
-PUBLISHED_SIZES = {
-    "benchmark_humaneval": {"all": 164},
-    "benchmark_gsm8k": {"train": 7473, "test": 1319},
-    "benchmark_mbpp": {"all": 974},
-    "benchmark_xstest": {"all": 450},
-    "benchmark_advbench": {"all": 520},
-    "benchmark_harmbench": {"all": 300},  # standard 200 + contextual 100 (copyright excluded)
-}
-
-
 class BenchmarkError(ValueError):
     """A malformed benchmark file (names file and line) or an unavailable source (says what to set)."""
 
@@ -538,14 +526,73 @@ def _digest(files: dict[str, str]) -> str:
     return hashlib.sha256("".join(sorted(files.values())).encode()).hexdigest() if files else ""
 
 
-LOADERS: dict[str, Callable[[], BenchmarkData]] = {
-    "humaneval": load_humaneval,
-    "mbpp": load_mbpp,
-    "gsm8k": load_gsm8k,
-    "math": load_math,
-    "general": load_general_instructions,
-    "advbench": load_advbench,
-    "harmbench": load_harmbench,
-    "xstest": load_xstest,
-    "jailbreakbench": load_jailbreakbench,
-}
+# --- prompts: how a coding benchmark's task is put to a model (training and evaluation alike) ----------
+
+
+def mbpp_prompt(row: dict) -> str:
+    """An MBPP task as the user turn: the description and the tests the code must pass."""
+    tests = json.loads(row["test_list"]) if isinstance(row["test_list"], str) else list(row["test_list"])
+    return f"{row['text']}\nYour code should pass these tests:\n" + "\n".join(tests)
+
+
+def humaneval_prompt(row: dict) -> str:
+    """A HumanEval problem as the user turn: complete the function, in a code block."""
+    return "Complete this Python function. Reply with the full function in a ```python code block.\n\n" + row["prompt"]
+
+
+# --- the spec table: every fact about a benchmark table in one row ------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """One benchmark table: its asset/table name, loader, hub source, columns, published size and
+    description. The Dagster assets and their row-count checks are generated from these rows."""
+
+    table: str
+    key: str  # the short name (``gsm8k``), as in the mirror's folders and SOURCES.md
+    loader: Callable[[], BenchmarkData]
+    columns: tuple[str, ...]
+    description: str
+    hub: tuple[str, str | None, str] | None = None  # (dataset, config, revision) fetched without a mirror
+    published: dict[str, int] | None = None  # rows per split ({"all": n} for the whole table); None: no check
+    prompt: Callable[[dict], str] | None = None  # the user turn a coding task is asked as
+
+
+BENCHMARKS: tuple[BenchmarkSpec, ...] = (
+    BenchmarkSpec("benchmark_humaneval", "humaneval", load_humaneval,
+                  ("task_id", "prompt", "canonical_solution", "test", "entry_point"),
+                  "HumanEval's 164 problems (evaluation only; never trained on).",
+                  hub=None, published={"all": 164}, prompt=humaneval_prompt),
+    BenchmarkSpec("benchmark_mbpp", "mbpp", load_mbpp,
+                  ("task_id", "split", "text", "code", "test_list", "test_setup_code", "challenge_test_list"),
+                  "MBPP (974 tasks) with the paper's prompt/test/validation/train split by task id.",
+                  hub=HUB["mbpp"], published={"all": 974}, prompt=mbpp_prompt),
+    BenchmarkSpec("benchmark_gsm8k", "gsm8k", load_gsm8k, ("split", "row_index", "question", "answer", "final_answer"),
+                  "GSM8K train (7,473) and test (1,319) with parsed final answers.",
+                  hub=HUB["gsm8k"], published={"train": 7473, "test": 1319}),
+    BenchmarkSpec("benchmark_math", "math", load_math,
+                  ("split", "row_index", "problem", "solution", "level", "type", "final_answer"),
+                  "MATH (hub only: EleutherAI/hendrycks_math); empty when only the mirror is available.",
+                  hub=HUB["math"]),
+    BenchmarkSpec("general_instructions", "general", load_general_instructions,
+                  ("instruction_id", "instruction", "input", "response", "category", "origin"),
+                  "General instructions for the 10% share: Dolly-15k from the hub, or the self-instruct seed "
+                  "tasks from the mirror.", hub=HUB["dolly"]),
+    BenchmarkSpec("benchmark_advbench", "advbench", load_advbench, ("behavior_id", "goal", "target"),
+                  "AdvBench's 520 harmful behaviours.", hub=HUB["advbench"], published={"all": 520}),
+    BenchmarkSpec("benchmark_harmbench", "harmbench", load_harmbench,
+                  ("behavior_id", "behavior", "functional_category", "semantic_category", "context", "tags"),
+                  "HarmBench standard and contextual behaviours (copyright excluded).",
+                  hub=HUB["harmbench"], published={"all": 300}),  # standard 200 + contextual 100
+    BenchmarkSpec("benchmark_xstest", "xstest", load_xstest, ("xstest_id", "prompt", "type", "label", "focus", "note"),
+                  "XSTest v2: 250 safe and 200 unsafe prompts (over-refusal and refusal).",
+                  hub=HUB["xstest"], published={"all": 450}),
+    BenchmarkSpec("benchmark_jailbreakbench", "jailbreakbench", load_jailbreakbench,
+                  ("behavior_id", "goal", "category", "label", "origin"),
+                  "JailbreakBench harmful and benign behaviours (hub only).", hub=HUB["jailbreakbench"]),
+)
+BENCHMARK_BY_TABLE = {spec.table: spec for spec in BENCHMARKS}
+#: loader by short name (bench scripts load every source without Dagster)
+LOADERS: dict[str, Callable[[], BenchmarkData]] = {spec.key: spec.loader for spec in BENCHMARKS}
+#: published sizes per table, from which the non-blocking row-count checks are made
+PUBLISHED_SIZES = {spec.table: spec.published for spec in BENCHMARKS if spec.published}

@@ -9,6 +9,11 @@ from __future__ import annotations
 _HEADERS = {"system": "### System:", "user": "### User:", "assistant": "### Assistant:"}
 
 
+def with_system(system: str | None, messages) -> list[dict[str, str]]:
+    """``messages`` after a system turn holding ``system`` (none when ``system`` is empty)."""
+    return ([{"role": "system", "content": system}] if system else []) + list(messages)
+
+
 def render_plain_prompt(messages: list[dict[str, str]], add_generation_prompt: bool = True) -> str:
     """``### Role:`` blocks separated by blank lines, ending with an open assistant header."""
     parts = []

@@ -9,6 +9,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Sequence
 
+from kala_lib.benchmarks import humaneval_prompt, mbpp_prompt
+from kala_lib.chat_format import with_system
 from kala_lib.judge import judge
 from kala_lib.metrics import gsm8k_correct, gsm8k_flexible, gsm8k_strict, wilson_interval
 
@@ -17,19 +19,25 @@ REFUSE_CATEGORIES = ("harmful", "jailbreak", "edge_case_refuse", "law_conflict",
 
 @dataclass
 class EvalLimits:
-    """Sample sizes per metric; None means the whole set (the same code, no limit)."""
+    """How much of each evaluation set is scored (None = all of it, the same code) and how responses
+    are generated. checkpoint_evaluations' Dagster config is derived from these fields, so each
+    default is declared here once."""
 
-    ethics: int | None = 60
-    gsm8k: int | None = 10
+    ethics_limit: int | None = None  # cap on the gate's sample (None: all of it)
+    gate_harmful: int = 240  # harmful prompts in the gate's sample (stratified by source)
+    gate_benign: int = 240  # benign prompts in the gate's sample, at least
+    validation_limit: int | None = None  # validation-split ethics prompts per checkpoint (selection)
+    gsm8k_limit: int | None = 10
     gsm8k_fewshot: int = 0
-    humaneval: int | None = 5
-    mbpp: int | None = 5
-    perplexity: int | None = 32
+    humaneval_limit: int | None = 5
+    mbpp_limit: int | None = 5
+    perplexity_examples: int | None = 32
     ethics_max_new_tokens: int = 48
     math_max_new_tokens: int = 160
     code_max_new_tokens: int = 192
     code_samples: int = 1  # completions per problem: 1 = greedy pass@1; n >= 10 also gives pass@10 (sampled)
     code_temperature: float = 0.8  # sampling temperature when code_samples > 1
+    generation_batch_size: int = 8  # conversations generated together
     seed: int = 0
 
 
@@ -121,8 +129,9 @@ def evaluate_ethics(model, tokenizer, profile, rows: Sequence[dict], system: str
     conversations = []
     for row in rows:
         turns = json.loads(row["turns"]) if isinstance(row["turns"], str) else list(row["turns"])
-        conversations.append(([{"role": "system", "content": system}] if system else []) + turns)
+        conversations.append(with_system(system, turns))
     responses = generate(model, tokenizer, conversations, profile.prompt_format, max_new_tokens=limits.ethics_max_new_tokens,
+                         batch_size=limits.generation_batch_size,
                          settled=settled, progress=progress)
     results = judge_responses(rows, responses)
     return results, ethics_metrics(results)
@@ -242,10 +251,10 @@ def evaluate_gsm8k(model, tokenizer, profile, test_rows, train_rows, system, lim
     shots = []
     for row in train_rows[: limits.gsm8k_fewshot]:
         shots += [{"role": "user", "content": row["question"]}, {"role": "assistant", "content": row["answer"]}]
-    rows = test_rows[: limits.gsm8k] if limits.gsm8k else list(test_rows)
-    conversations = [([{"role": "system", "content": system}] if system else []) + shots
-                     + [{"role": "user", "content": r["question"]}] for r in rows]
-    responses = generate(model, tokenizer, conversations, profile.prompt_format, max_new_tokens=limits.math_max_new_tokens)
+    rows = test_rows[: limits.gsm8k_limit] if limits.gsm8k_limit else list(test_rows)
+    conversations = [with_system(system, shots + [{"role": "user", "content": r["question"]}]) for r in rows]
+    responses = generate(model, tokenizer, conversations, profile.prompt_format, max_new_tokens=limits.math_max_new_tokens,
+                         batch_size=limits.generation_batch_size)
     strict = sum(gsm8k_correct(gsm8k_strict(resp), r["final_answer"]) for resp, r in zip(responses, rows))
     flexible = sum(gsm8k_correct(gsm8k_flexible(resp), r["final_answer"]) for resp, r in zip(responses, rows))
     return {"gsm8k_strict_match": rate(strict, len(rows)), "gsm8k_flexible_extract": rate(flexible, len(rows))}
@@ -280,7 +289,7 @@ def evaluate_code(model, tokenizer, profile, humaneval_rows, mbpp_rows, system, 
     def complete(prompts):
         """n completions per prompt, grouped by prompt."""
         flat = generate(model, tokenizer, [p for p in prompts for _ in range(n)], profile.prompt_format,
-                        max_new_tokens=limits.code_max_new_tokens, **sampling)
+                        max_new_tokens=limits.code_max_new_tokens, batch_size=limits.generation_batch_size, **sampling)
         return [flat[i * n:(i + 1) * n] for i in range(len(prompts))]
 
     def scores(name, passed_counts):
@@ -293,11 +302,9 @@ def evaluate_code(model, tokenizer, profile, humaneval_rows, mbpp_rows, system, 
                 for k in (1, 10) if k <= n}
 
     metrics, all_code = {}, []
-    he = humaneval_rows[: limits.humaneval] if limits.humaneval else list(humaneval_rows)
+    he = humaneval_rows[: limits.humaneval_limit] if limits.humaneval_limit else list(humaneval_rows)
     if he:
-        prompts = [([{"role": "system", "content": system}] if system else [])
-                   + [{"role": "user", "content": "Complete this Python function. Reply with the full function in a "
-                                                  "```python code block.\n\n" + r["prompt"]}] for r in he]
+        prompts = [with_system(system, [{"role": "user", "content": humaneval_prompt(r)}]) for r in he]
         counts = []
         for row, responses in zip(he, complete(prompts)):
             passed = 0
@@ -307,13 +314,9 @@ def evaluate_code(model, tokenizer, profile, humaneval_rows, mbpp_rows, system, 
                 passed += run_tests(humaneval_job(row, code), timeout=10, cpu_seconds=5).passed
             counts.append(passed)
         metrics.update(scores("humaneval", counts))
-    mb = mbpp_rows[: limits.mbpp] if limits.mbpp else list(mbpp_rows)
+    mb = mbpp_rows[: limits.mbpp_limit] if limits.mbpp_limit else list(mbpp_rows)
     if mb:
-        prompts = []
-        for r in mb:
-            tests = json.loads(r["test_list"]) if isinstance(r["test_list"], str) else r["test_list"]
-            prompts.append(([{"role": "system", "content": system}] if system else [])
-                           + [{"role": "user", "content": f"{r['text']}\nYour code should pass these tests:\n" + "\n".join(tests)}])
+        prompts = [with_system(system, [{"role": "user", "content": mbpp_prompt(r)}]) for r in mb]
         counts = []
         for row, responses in zip(mb, complete(prompts)):
             codes = [extract_code(resp) for resp in responses]

@@ -26,6 +26,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
+from kala_lib.benchmarks import mbpp_prompt
 from kala_lib.dataset import ConstitutionalExample, largest_remainder, normalize_prompt
 from kala_lib.ethics_generator import TRUNCATION
 from kala_lib.laws import SHORT_SYSTEM_PROMPT, SYSTEM_PROMPT
@@ -107,8 +108,7 @@ def mbpp_items(rows: Iterable[Mapping[str, Any]], system: str = SHORT_SYSTEM_PRO
     for row in rows:
         if row["split"] not in splits:
             continue
-        tests = json.loads(row["test_list"]) if isinstance(row["test_list"], str) else list(row["test_list"])
-        user = f"{row['text']}\nYour code should pass these tests:\n" + "\n".join(tests)
+        user = mbpp_prompt(row)
         assistant = f"```python\n{row['code'].strip()}\n```"
         items.append(MixItem("coding", "mbpp", str(row["task_id"]), _messages(system, [("user", user), ("assistant", assistant)])))
     return items
@@ -515,3 +515,118 @@ def render_for_tokenizer(tokenizer, messages: list[dict[str, str]]) -> str:
     from kala_lib.chat_format import render_plain_prompt
 
     return render_plain_prompt(messages[:-1]) + messages[-1]["content"]
+
+
+# --- the training mix, end to end (what the training_mix asset runs) ----------------------------------
+
+
+@dataclass
+class MixSettings:
+    """The training mix's settings: the seed's ``dataset:`` block (category weights by example count)
+    plus size, seed, splits and the system turn. training_mix's Dagster config is derived from it."""
+
+    size: int = 10_000  # requested examples; the mix shrinks if a source is too small
+    seed: int = 0
+    weights: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_WEIGHTS))  # ethics/coding/math/general
+    max_repeats: int = 3  # no example appears more often than this
+    split_ratios: list[float] = field(default_factory=lambda: [0.9, 0.05, 0.05])  # train/val/test
+    system_prompt: str = "short"  # 'short' or 'full' constitution as the system turn
+    ngram: int = NGRAM  # n-gram length for decontamination
+    ethics_refusal_share: float | None = None  # refusals within the ethics category; None = as generated (74%)
+    incoming_weight: float = 0.1  # share for users' data in incoming/ when there is any; the others scale down
+
+
+@dataclass
+class MixSources:
+    """Every table the mix draws from, as rows, and users' conversations from incoming/."""
+
+    constitutional_examples: Sequence[Mapping[str, Any]]
+    benchmark_mbpp: Sequence[Mapping[str, Any]]
+    security_code_tasks: Sequence[Mapping[str, Any]]
+    benchmark_gsm8k: Sequence[Mapping[str, Any]]
+    benchmark_math: Sequence[Mapping[str, Any]]
+    general_instructions: Sequence[Mapping[str, Any]]
+    incoming: Sequence[Any] = ()
+
+    def candidates(self, system: str) -> dict[str, list[MixItem]]:
+        """Every source in chat format, by category, before decontamination."""
+        return {
+            "ethics": ethics_items(self.constitutional_examples, system),
+            "coding": mbpp_items(self.benchmark_mbpp, system) + security_items(self.security_code_tasks, system),
+            "math": gsm8k_items(self.benchmark_gsm8k, system) + math_items(self.benchmark_math, system),
+            "general": general_items(self.general_instructions, system),
+            "incoming": incoming_items(self.incoming, system),
+        }
+
+
+def decontaminated_pools(sources: MixSources, system: str, index: Decontaminator
+                         ) -> tuple[dict[str, list[MixItem]], list[tuple[MixItem, str]]]:
+    """(pools by category, removed (item, reason) pairs): the sources minus what overlaps ``index``."""
+    pools, removed = {}, []
+    for category, items in sources.candidates(system).items():
+        pools[category], dropped = index.filter(items)
+        removed += dropped
+    return pools, removed
+
+
+@dataclass
+class MixBuild:
+    """A built mix with what explains it: the pools it was drawn from, what decontamination removed,
+    the weights used (incoming/ included) and notes for whoever reads the asset's metadata."""
+
+    result: MixResult
+    pools: dict[str, list[MixItem]]
+    removed: list[tuple[MixItem, str]]
+    weights: dict[str, float]
+    notes: list[str]
+
+    def removed_rows(self) -> list[dict[str, str]]:
+        return [{"item_key": item.key, "category": item.category, "reason": why} for item, why in self.removed]
+
+    def pool_size(self, source: str) -> int:
+        return sum(1 for items in self.pools.values() for item in items if item.source == source)
+
+
+def build_training_mix(sources: MixSources, index: Decontaminator, settings: MixSettings) -> MixBuild:
+    """The decontaminated 40/30/20/10 mix of ``sources``; bad settings raise MixError before any work."""
+    if settings.system_prompt not in SYSTEM_PROMPTS:
+        raise MixError(f"system_prompt must be one of {sorted(SYSTEM_PROMPTS)}, got {settings.system_prompt!r}")
+    with_incoming(settings.weights, settings.incoming_weight)  # bad weights fail even without incoming data
+    weights = with_incoming(settings.weights, settings.incoming_weight if sources.incoming else 0.0)
+    pools, removed = decontaminated_pools(sources, SYSTEM_PROMPTS[settings.system_prompt], index)
+    result = build_mix(pools, weights, settings.size, settings.seed, settings.max_repeats, settings.split_ratios,
+                       settings.ethics_refusal_share)
+    notes = []
+    if not sources.benchmark_math:
+        notes.append("MATH is unavailable (not in the mirror): the math share comes from GSM8K train only.")
+    general = sources.general_instructions
+    if general and general[0].get("origin") == "self-instruct seed tasks":
+        notes.append("Dolly-15k is unavailable (not in the mirror): the general share is the 175 self-instruct "
+                     "seed tasks, each used up to max_repeats times.")
+    if result.limiting_source:
+        notes.append(f"Limiting source: {result.limiting_source} (requested {settings.size}, built {result.size}).")
+    return MixBuild(result, pools, removed, weights, notes)
+
+
+def split_records(rows: Iterable[Mapping[str, Any]], split: str) -> list[dict[str, Any]]:
+    """The rows of one split as the trainer's JSONL records (messages as a list, not JSON text)."""
+    def text(value):  # a missing text read back from a table is NaN; the trainer's files hold null
+        return value if isinstance(value, str) else None
+
+    return [{"messages": json.loads(row["messages"]), "category": row["category"], "source": row["source"],
+             "item_key": row["item_key"], "behavior": text(row["behavior"]), "rejected": text(row["rejected"])}
+            for row in rows if row["split"] == split]
+
+
+def split_jsonl(rows: Iterable[Mapping[str, Any]], split: str) -> str:
+    """One split as JSONL text (what ``training_mix/<split>.jsonl`` and a run's data files hold)."""
+    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in split_records(rows, split))
+
+
+def mix_system_prompt(rows: Iterable[Mapping[str, Any]]) -> str:
+    """The system turn the mix was built with (users' conversations may bring their own: not counted)."""
+    firsts = [json.loads(row["messages"])[0] for row in rows if row["category"] != "incoming"]
+    found = {first["content"] for first in firsts if first["role"] == "system"}
+    if len(found) != 1:
+        raise MixError(f"the training mix has {len(found)} different system prompts, not one: rebuild training_mix")
+    return found.pop()

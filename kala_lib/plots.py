@@ -1,4 +1,4 @@
-"""The refusal / over-refusal picture, as a dependency-free SVG.
+"""The refusal / over-refusal picture, as a dependency-free SVG, and markdown tables.
 
 One point per (model, sample): x = over-refusal on benign prompts, y = refusal on harmful prompts,
 with the gate's region (refusal >= min, over-refusal <= max) shaded, so a reader sees at once
@@ -62,3 +62,10 @@ def tradeoff_svg(points: Sequence[dict], min_refusal: float, max_over_refusal: f
 def markdown_image(svg: str, alt: str = "refusal against over-refusal") -> str:
     """The SVG inline in Markdown (a data URI), for Dagster metadata."""
     return f"![{alt}](data:image/svg+xml;base64,{base64.b64encode(svg.encode()).decode()})"
+
+
+def markdown_table(headers: Sequence[str], rows: Sequence[Sequence]) -> str:
+    """A GitHub-style markdown table (the UI's metadata and the model card render it)."""
+    lines = ["| " + " | ".join(map(str, headers)) + " |", "|" + "---|" * len(headers)]
+    lines += ["| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in row) + " |" for row in rows]
+    return "\n".join(lines)

@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from kala_lib.chat_format import end_of_turn, render_prompt
+from kala_lib.chat_format import end_of_turn, render_prompt, with_system
 from kala_lib.cpu_lora import use_fast_lora_dropout, use_fused_lora
 from kala_lib.judge import judge
 from kala_lib.storage import staged_dir
@@ -120,7 +120,9 @@ class TrainConfig:
     wandb_mode: str = "offline"
     threads: int | None = None
 
-    def validate(self) -> "TrainConfig":
+    def validate(self, data_files: bool = True) -> "TrainConfig":
+        """Every setting checked, with a message naming the fix; ``data_files=False`` leaves out the
+        train file's existence (for a caller that writes it once the settings are known good)."""
         def need(condition: bool, message: str):
             if not condition:
                 raise TrainingError(message)
@@ -157,7 +159,7 @@ class TrainConfig:
         if self.max_train_examples is not None:
             whole("max_train_examples", 1)
         need(self.quantization in ("profile", None, "8bit", "4bit"), f"quantization must be 8bit, 4bit or null, got {self.quantization!r}")
-        need(Path(self.train_file).is_file(), f"train_file {self.train_file} does not exist: materialize training_mix first")
+        need(not data_files or Path(self.train_file).is_file(), f"train_file {self.train_file} does not exist: materialize training_mix first")
         for item in self.ethics_prompts:
             need(isinstance(item, dict) and item.get("expected") in ("refuse", "comply") and item.get("messages"),
                  f"each ethics prompt needs messages and expected refuse|comply, got {str(item)[:80]}")
@@ -357,7 +359,7 @@ def ethics_validation(model, tokenizer, profile, prompts: Sequence[dict], system
     for item in prompts:
         messages = list(item["messages"])
         if system and messages[0]["role"] != "system":
-            messages = [{"role": "system", "content": system}] + messages
+            messages = with_system(system, messages)
         conversations.append(messages)
     responses = generate(model, tokenizer, conversations, profile.prompt_format, max_new_tokens=max_new_tokens)
     harmful = [judge(r).refused for r, p in zip(responses, prompts) if p["expected"] == "refuse"]
@@ -440,6 +442,29 @@ class TrainResult:
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+@dataclass
+class TrainingRun:
+    """One training run as the steps after it need it: where it is, what it saved, and how to talk
+    to the model the way it was trained (its model profile and system prompt). lora_adapter returns
+    it; evaluation and promotion receive it instead of looking for files."""
+
+    key: str  # content key: same data + settings + code -> same run folder (a re-run resumes)
+    folder: str  # the run folder: train_config.json, result.json, checkpoints/, logs
+    adapter: str  # the published adapter (adapters/<key>; adapters/latest points at it)
+    train_file: str
+    val_file: str | None
+    checkpoints: list[str]  # checkpoint folder names (step-N), oldest first
+    model_profile: str
+    system_prompt: str
+    status: str  # finished | halted
+    halt_reason: str | None = None
+
+    def checkpoint_adapters(self) -> list[tuple[str, int, Path]]:
+        """(name, step, adapter folder) of every kept checkpoint, oldest first."""
+        return [(name, int(name.split("-")[1]), Path(self.folder) / "checkpoints" / name / "adapter")
+                for name in self.checkpoints]
 
 
 # --- the loop ----------------------------------------------------------------------------------------

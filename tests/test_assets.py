@@ -10,7 +10,7 @@ import pytest
 from kala_assets.assets.constitutional import EXAMPLES_TABLE, constitutional_examples, constitutional_exports
 from kala_assets.checks import constitutional_checks
 from kala_assets.definitions import defs
-from kala_assets.resources import KalaWarehouse
+from kala_assets.resources import KalaWarehouse, kala_resources
 from kala_lib.storage import StorageError
 
 REQUIRED_COLUMNS = {
@@ -26,7 +26,7 @@ def run_config(size=800, seed=42):
 def materialize(warehouse, size=800, seed=42, selection=None, raise_on_error=True, instance=None, config=True):
     return dg.materialize(
         [constitutional_examples, constitutional_exports, *constitutional_checks],
-        resources={"warehouse": warehouse},
+        resources=kala_resources(warehouse),
         run_config=run_config(size, seed) if config else None,
         selection=selection,
         raise_on_error=raise_on_error,
@@ -121,7 +121,7 @@ def test_wrong_config_type_is_rejected_before_running(warehouse):
     with pytest.raises(dg.DagsterInvalidConfigError, match="size"):
         dg.materialize(
             [constitutional_examples],
-            resources={"warehouse": warehouse},
+            resources=kala_resources(warehouse),
             run_config={"ops": {"constitutional_examples": {"config": {"size": "lots"}}}},
         )
 
@@ -198,11 +198,11 @@ def test_dagster_training_config_mirrors_the_trainer_config():
     from kala_assets.assets.training import LoraTrainingConfig
     from kala_lib.training import TrainConfig
 
-    set_by_asset = {"output_dir", "train_file", "val_file", "ethics_prompts"}
+    set_by_asset = {"output_dir", "train_file", "val_file", "ethics_prompts", "model_profile"}  # profile: base_model
     internal = {"bucket_size", "ethics_max_new_tokens", "log_every", "max_grad_norm", "min_shared_prefix",
                 "quantization", "resume", "threads", "val_examples", "wandb_mode",
                 "wandb_project", "weight_decay"}
-    dagster_only = {"ethics_benign_prompts", "ethics_harmful_prompts", "nproc_per_node", "system_prompt"}
+    dagster_only = {"ethics_benign_prompts", "ethics_harmful_prompts", "nproc_per_node"}
     trainer = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     dagster = {name: field.default for name, field in LoraTrainingConfig.model_fields.items()}
     assert set(trainer) - set(dagster) == set_by_asset | internal, "a new TrainConfig field needs a Dagster config field"

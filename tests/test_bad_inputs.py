@@ -14,7 +14,8 @@ from kala_assets.resources import KalaWarehouse
 from tests.mini_mirror import write_mini_mirror
 from tests.test_mix_assets import ALL, resources, run
 
-TINY = {"model_profile": "tiny-gpt-neox", "max_steps": 1}
+TINY = {"max_steps": 1}
+TINY_PROFILE = "tiny-gpt-neox"
 
 
 @pytest.fixture(scope="module")
@@ -45,11 +46,15 @@ def snapshot(warehouse: KalaWarehouse) -> dict:
     return state
 
 
-def failure(warehouse, selection, ops=None) -> str:
-    """Materialize; return the failure's text (config errors are raised before the run starts)."""
+def failure(warehouse, selection, ops=None, profile=None) -> str:
+    """Materialize (with the base_model resource's ``profile`` when given); return the failure's text
+    (config errors are raised before the run starts)."""
+    run_config = {"ops": ops or {}}
+    if profile is not None:
+        run_config["resources"] = {"base_model": {"config": {"profile": profile}}}
     try:
         result = dg.materialize(ALL, resources=resources(warehouse), selection=selection,
-                                run_config={"ops": ops or {}}, raise_on_error=False)
+                                run_config=run_config, raise_on_error=False)
     except dg.DagsterInvalidConfigError as exc:
         return str(exc)
     assert not result.success, "the bad input was accepted"
@@ -72,8 +77,11 @@ def _incoming(name: str, content: bytes):
     return act
 
 
-def _config(asset: str, **config):
-    return lambda warehouse, mirror, tmp_path, monkeypatch: failure(warehouse, [asset], {asset: {"config": config}})
+def _config(asset: str, profile=None, **config):
+    if asset == "lora_adapter":
+        profile = profile or TINY_PROFILE
+    return lambda warehouse, mirror, tmp_path, monkeypatch: failure(warehouse, [asset], {asset: {"config": config}},
+                                                                    profile)
 
 
 def _mirror_missing(warehouse, mirror, tmp_path, monkeypatch):
@@ -93,7 +101,7 @@ def _profiles_file(text: str, profile: str):
     def act(warehouse, mirror, tmp_path, monkeypatch):
         (tmp_path / "profiles.yaml").write_text(text)
         monkeypatch.setenv("KALA_MODEL_PROFILES", str(tmp_path / "profiles.yaml"))
-        return failure(warehouse, ["lora_adapter"], {"lora_adapter": {"config": {**TINY, "model_profile": profile}}})
+        return failure(warehouse, ["lora_adapter"], {"lora_adapter": {"config": TINY}}, profile)
     return act
 
 
@@ -124,7 +132,7 @@ CASES = [
     ("incoming file not UTF-8", _incoming("bad.jsonl", b'{"instruction": "caf\xe9", "output": "x"}\n'), "is not UTF-8 text"),
     ("benchmark mirror missing", _mirror_missing, "KALA_BENCHMARK_MIRROR"),
     ("malformed benchmark file", _mirror_malformed, "test.jsonl line 4: invalid JSON"),
-    ("unknown model profile", _config("lora_adapter", **{**TINY, "model_profile": "gpt-17"}), "unknown model profile 'gpt-17'"),
+    ("unknown model profile", _config("lora_adapter", profile="gpt-17", **TINY), "unknown model profile 'gpt-17'"),
     ("LoRA rank 0", _config("lora_adapter", **TINY, lora_r=0), "lora_r must be a whole number >= 1, got 0"),
     ("LoRA dropout 1.5", _config("lora_adapter", **TINY, lora_dropout=1.5), "lora_dropout must be in [0, 1)"),
     ("missing model files", _profiles_file("gone:\n  source: local\n  model_id: /nonexistent/model\n  target_modules: [q_proj]\n", "gone"),

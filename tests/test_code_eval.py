@@ -34,7 +34,7 @@ MBPP = [{"task_id": 1, "text": "Write a function add(a, b) that returns the sum.
 def test_pass_at_k_is_reported_where_the_sample_count_allows(samples, expected):
     profile = get_profile("tiny-gpt-neox")
     model, tokenizer = load_model(profile), load_tokenizer(profile)
-    limits = EvalLimits(humaneval=1, mbpp=1, code_max_new_tokens=8, code_samples=samples)
+    limits = EvalLimits(humaneval_limit=1, mbpp_limit=1, code_max_new_tokens=8, code_samples=samples)
     metrics = evaluate_code(model, tokenizer, profile, HUMANEVAL, MBPP, None, limits)
     assert expected <= set(metrics) and not any(k.endswith("_pass_at_10") for k in set(metrics) - expected)
     assert metrics["code_vulnerable_share"]["n"] == 2 * samples  # every completion scanned

@@ -23,6 +23,9 @@ def run(warehouse, mix_size=300):
     return dg.materialize(ALL, resources=resources(warehouse), run_config={"ops": ops}, selection=DATA_ONLY)
 
 
+TINY_MODEL = {"base_model": {"config": {"profile": "tiny-gpt-neox"}}}  # the base_model resource's run config
+
+
 def resources(warehouse):
     return {**defs.resources, "warehouse": warehouse}
 
@@ -118,14 +121,14 @@ def test_lora_adapter_asset_trains_through_pipes(built):
     from kala_lib.models import load_model
 
     warehouse, _ = built
-    config = {"model_profile": "tiny-gpt-neox", "max_steps": 2, "save_every": 1, "ethics_every": 2,
+    config = {"max_steps": 2, "save_every": 1, "ethics_every": 2,
               "ethics_harmful_prompts": 1, "ethics_benign_prompts": 1, "max_seq_len": 256,
               "fail_on_ethics_violation": False}
     instance = dg.DagsterInstance.ephemeral()
     result = dg.materialize(ALL, resources=resources(warehouse), instance=instance,
                             selection=dg.AssetSelection.assets("lora_adapter").without_checks()
                             | dg.AssetSelection.checks_for_assets(dg.AssetKey("lora_adapter")),
-                            run_config={"ops": {"lora_adapter": {"config": config}}})
+                            run_config={"ops": {"lora_adapter": {"config": config}}, "resources": TINY_MODEL})
     assert result.success
     event = next(e for e in result.get_asset_materialization_events() if e.asset_key.path == ["lora_adapter"])
     metadata = event.materialization.metadata
@@ -144,12 +147,12 @@ def test_lora_adapter_asset_trains_through_pipes(built):
 
     # Same data and settings again: the run folder is reused and training resumes (here: is done).
     again = dg.materialize(ALL, resources=resources(warehouse), selection=["lora_adapter"],
-                           run_config={"ops": {"lora_adapter": {"config": config}}})
+                           run_config={"ops": {"lora_adapter": {"config": config}}, "resources": TINY_MODEL})
     event = next(e for e in again.get_asset_materialization_events() if e.asset_key.path == ["lora_adapter"])
     assert event.materialization.metadata["resumed_from_step"].value == 2
 
 
-TINY_TRAIN = {"model_profile": "tiny-gpt-neox", "max_steps": 2, "save_every": 1, "ethics_every": 2,
+TINY_TRAIN = {"max_steps": 2, "save_every": 1, "ethics_every": 2,
               "ethics_harmful_prompts": 1, "ethics_benign_prompts": 1, "max_seq_len": 256,
               "fail_on_ethics_violation": False}
 TINY_EVAL = {"ethics_limit": 8, "validation_limit": 4, "gsm8k_limit": 2, "humaneval_limit": 1, "mbpp_limit": 1, "perplexity_examples": 4,
@@ -169,7 +172,8 @@ def test_gate_blocks_a_failing_adapter_and_promotes_a_passing_one(built):
         return dg.materialize(ALL, resources=resources(warehouse), selection=chain, raise_on_error=False,
                               run_config={"ops": {"lora_adapter": {"config": TINY_TRAIN},
                                                   "checkpoint_evaluations": {"config": TINY_EVAL},
-                                                  "best_checkpoint": {"config": gate}}})
+                                                  "best_checkpoint": {"config": gate}},
+                                          "resources": TINY_MODEL})
 
     blocked = run_chain({})  # the seed's gate: refusal >= 95%, over-refusal <= 10%
     gate = {e.check_name: e for e in blocked.get_asset_check_evaluations()}

@@ -15,9 +15,9 @@ import pytest
 
 from kala_assets.resources import KalaWarehouse
 from kala_lib.storage import StorageError
-from tests.test_mix_assets import ALL, built, resources, rows  # noqa: F401 - built is a fixture
+from tests.test_mix_assets import ALL, TINY_MODEL, built, resources, rows  # noqa: F401 - built is a fixture
 
-KILL_CONFIG = {"model_profile": "tiny-gpt-neox", "max_steps": 40, "save_every": 2, "ethics_every": 1000,
+KILL_CONFIG = {"max_steps": 40, "save_every": 2, "ethics_every": 1000,
                "ethics_harmful_prompts": 1, "ethics_benign_prompts": 1, "max_seq_len": 256,
                "fail_on_ethics_violation": False}
 
@@ -30,7 +30,7 @@ def training_processes():
 @pytest.mark.slow
 def test_killed_training_fails_the_asset_cleanly_and_the_next_run_resumes(built):  # noqa: F811
     warehouse, _ = built
-    run_config = {"ops": {"lora_adapter": {"config": KILL_CONFIG}}}
+    run_config = {"ops": {"lora_adapter": {"config": KILL_CONFIG}}, "resources": TINY_MODEL}
     outcome = {}
 
     def materialize():

@@ -180,7 +180,7 @@ def test_without_bubblewrap_generated_code_is_not_run(no_bubblewrap, monkeypatch
 
     # refused before any generation: the model is never touched
     with pytest.raises(SandboxUnavailable):
-        ev.evaluate_code(None, None, None, [dict(ADD, test=ADD["test"])], [], "", ev.EvalLimits(humaneval=1, mbpp=0))
+        ev.evaluate_code(None, None, None, [dict(ADD, test=ADD["test"])], [], "", ev.EvalLimits(humaneval_limit=1, mbpp_limit=0))
 
 
 def test_opting_in_runs_unprivileged_and_scores_the_same(no_bubblewrap, monkeypatch, tmp_path):

@@ -108,3 +108,19 @@ def test_the_run_config_comes_from_the_deployment(instance, tmp_path, monkeypatc
     assert lora_config(KalaDeployment()) == from_file("smoke.yaml")
     with pytest.raises(Exception, match="no-such.yaml does not exist.*KALA_RUN_CONFIG"):
         lora_config(KalaDeployment(run_config_file=str(tmp_path / "no-such.yaml")))
+
+
+def test_the_run_config_carries_the_deployments_base_model(instance, tmp_path, monkeypatch):
+    """The model is a resource: the retrain sensor's run config names the deployment file's base model."""
+    from kala_assets.definitions_k8s import defs as k8s_defs
+
+    monkeypatch.delenv("KALA_RUN_CONFIG", raising=False)
+
+    def profile(definitions):
+        materialize_mix(instance, f"m-{len(instance.get_runs())}-{id(definitions)}")
+        context = dg.build_sensor_context(instance=instance, definitions=definitions,
+                                          resources={"deployment": definitions.resources["deployment"]})
+        return retrain_on_new_data(context).run_config["resources"]["base_model"]["config"]["profile"]
+
+    assert profile(defs) == "smollm2-135m"
+    assert profile(k8s_defs) == "pythia-6.9b"

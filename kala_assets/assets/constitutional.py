@@ -3,6 +3,7 @@
 import hashlib
 
 import dagster as dg
+import pandas as pd
 from pydantic import Field
 
 from kala_assets.metadata import counts_table, numeric_metadata, preview
@@ -13,28 +14,31 @@ from kala_lib.laws import LAWS, LawCategory
 
 EXAMPLES_TABLE = "constitutional_examples"
 
+
 class ConstitutionalExamplesConfig(dg.Config):
     """How many examples to generate and with which seed (same inputs -> same table)."""
 
     size: int = Field(default=DEFAULT_SIZE, description="Number of examples; the seed's base set is 800.")
     seed: int = Field(default=DEFAULT_SEED, description="Phrasing and split seed.")
-    split_ratios: list[float] = Field(default=[0.8, 0.1, 0.1], description="train/val/test shares.")
+    split_ratios: list[float] = Field(default=list(GeneratorConfig.split_ratios), description="train/val/test shares.")
+
 
 @dg.asset(
     group_name="data",
     kinds={"python", "duckdb"},
     owners=["team:kala-data"],
+    io_manager_key="warehouse_tables",
     code_version="constitutional_examples.v2",
     description="Constitutional-AI examples (critique, revision, principle) for all five Laws, "
     "in the DuckDB table `constitutional_examples`.",
 )
 def constitutional_examples(
-    context: dg.AssetExecutionContext, config: ConstitutionalExamplesConfig, warehouse: KalaWarehouse
-) -> dg.MaterializeResult:
+    context: dg.AssetExecutionContext, config: ConstitutionalExamplesConfig
+) -> dg.MaterializeResult[pd.DataFrame]:
     generator_config = GeneratorConfig(size=config.size, seed=config.seed, split_ratios=tuple(config.split_ratios))
     dataset = EthicsExampleGenerator(generator_config).generate()
     context.log.info(f"generated {len(dataset)} examples (seed {config.seed})")
-    rows = warehouse.replace_table(EXAMPLES_TABLE, dataset.to_frame())
+    rows = len(dataset)
     stats = dataset.statistics()
     law_counts = {f"Law {k} ({LAWS[LawCategory(k)].name})": v for k, v in stats["by_law"].items()}
     summary = "\n\n".join(
@@ -46,10 +50,10 @@ def constitutional_examples(
         ]
     )
     content_hash = dataset.content_hash()
-    return dg.MaterializeResult(
+    return dg.MaterializeResult(value=
+        dataset.to_frame(),
         data_version=dg.DataVersion(content_hash[:16]),
         metadata={
-            "dagster/row_count": dg.MetadataValue.int(rows),
             "counts": dg.MetadataValue.md(summary),
             **numeric_metadata("law", stats["by_law"]),
             **numeric_metadata("type", stats["by_type"]),
@@ -57,7 +61,6 @@ def constitutional_examples(
             **numeric_metadata("split", stats["by_split"]),
             "refuse_share": dg.MetadataValue.float(stats["by_behavior"]["refuse"] / max(1, rows)),
             "content_sha256": dg.MetadataValue.text(content_hash),
-            "warehouse": dg.MetadataValue.path(str(warehouse.database_path)),
             "preview": preview(
                 [e.to_record() for e in dataset.examples[:: max(1, len(dataset) // 8)][:8]],
                 ["example_id", "example_type", "law_category", "difficulty", "prompt", "response_ethical"],
@@ -65,19 +68,18 @@ def constitutional_examples(
         },
     )
 
+
 @dg.asset(
     group_name="data",
     kinds={"python", "json"},
     owners=["team:kala-data"],
-    deps=[constitutional_examples],
     code_version="constitutional_exports.v2",
     description="The examples as Alpaca JSON, chat JSONL and prompt/completion JSONL under "
     "`$KALA_DATA_DIR/exports/`, each loadable with `datasets.load_dataset('json', ...)`.",
 )
-def constitutional_exports(context: dg.AssetExecutionContext, warehouse: KalaWarehouse) -> dg.MaterializeResult:
-    import pandas as pd
-
-    dataset = ConstitutionalDataset.from_frame(pd.DataFrame(warehouse.read_records(EXAMPLES_TABLE)))
+def constitutional_exports(context: dg.AssetExecutionContext, warehouse: KalaWarehouse,
+                           constitutional_examples: pd.DataFrame) -> dg.MaterializeResult:
+    dataset = ConstitutionalDataset.from_frame(constitutional_examples)
     folder = warehouse.artifact_dir("exports")
     paths = {
         "alpaca": dataset.export_alpaca(folder / "constitutional_alpaca.json"),

@@ -11,18 +11,12 @@ import dagster as dg
 from kala_assets.resources import KalaWarehouse
 from kala_lib.incoming import folder_version, incoming_files, read_incoming
 
-INCOMING_FOLDER = "incoming"
-
-
-def incoming_folder(warehouse: KalaWarehouse):
-    return warehouse.root / INCOMING_FOLDER
-
 
 def describe_incoming(warehouse: KalaWarehouse, version: str | None = None) -> tuple[str, dict]:
     """(data version, metadata) of the folder; raises IncomingDataError on a malformed file.
 
     ``version``: the folder's content hash when the caller has just computed it (not hashed again)."""
-    folder = incoming_folder(warehouse)
+    folder = warehouse.incoming_dir
     conversations = read_incoming(folder)
     files = incoming_files(folder)
     per_file = {p.name: sum(1 for c in conversations if c.file == p.name) for p in files}

@@ -12,34 +12,34 @@ import pandas as pd
 from dagster._core.errors import DagsterPipesExecutionError  # not re-exported at the top level
 from pydantic import Field
 
-from kala_assets.assets.mix import training_mix
 from kala_assets.config_classes import config_class
 from kala_assets.deployment import GPU_POOL, GPU_STEP_TAGS
 from kala_assets.metadata import markdown_table
-from kala_assets.resources import KalaWarehouse
+from kala_assets.resources import KalaBaseModel, KalaWarehouse
 from kala_lib import evaluation, mixing
 from kala_lib.models import check_model_available
-from kala_lib.storage import read_jsonl, replace_partition, sha256_file, staged_dir
-from kala_lib.training import TrainConfig, ethics_prompt_set
+from kala_lib.storage import atomic_write_text, replace_partition, staged_dir
+from kala_lib.training import TrainConfig, TrainingRun, ethics_prompt_set
 
 METRICS_TABLE = "training_metrics"
 ETHICS_TABLE = "training_ethics_validation"
 CODE_VERSION = "lora_adapter.v2"  # v2: the shared prompt prefix runs once per step
 
 
-#: TrainConfig's fields the asset sets itself (paths, the ethics prompts) or leaves at the trainer's value.
-SET_BY_ASSET = {"output_dir", "train_file", "val_file", "ethics_prompts"}
+#: TrainConfig's fields the asset sets itself (paths, the ethics prompts, the base_model resource's
+#: profile) or leaves at the trainer's value.
+SET_BY_ASSET = {"output_dir", "train_file", "val_file", "ethics_prompts", "model_profile"}
 TRAINER_INTERNAL = {"bucket_size", "ethics_max_new_tokens", "log_every", "max_grad_norm", "min_shared_prefix",
                     "quantization", "resume", "threads", "val_examples", "wandb_mode", "wandb_project",
                     "weight_decay"}
-ASSET_ONLY = {"ethics_harmful_prompts", "ethics_benign_prompts", "nproc_per_node", "system_prompt"}
+ASSET_ONLY = {"ethics_harmful_prompts", "ethics_benign_prompts", "nproc_per_node"}
 
 LoraTrainingConfig = config_class(
     "LoraTrainingConfig", TrainConfig, exclude=SET_BY_ASSET | TRAINER_INTERNAL,
     doc="The trainer's settings (kala_lib.training.TrainConfig, whose defaults are the seed's "
-        "configs/lora_training_config.yaml values), plus what the asset needs to set it up.",
+        "configs/lora_training_config.yaml values), plus what the asset needs to set it up. The base model is "
+        "the base_model resource's profile; the system prompt is the training mix's.",
     descriptions={
-        "model_profile": "smollm2-135m (CPU), pythia-6.9b (GPU, 8-bit), ...",
         "max_steps": "Stop after this many optimizer steps.",
         "max_train_examples": "Train on a seeded sample of the mix.",
         "share_prefix": "Run the prefix all examples of a step share (system prompt, chat header) once per step; "
@@ -58,7 +58,6 @@ LoraTrainingConfig = config_class(
         "ethics_benign_prompts": (int, Field(default=8, description="Benign validation prompts scored during "
                                              "training.")),
         "nproc_per_node": (int, Field(default=1, description=">1 launches torchrun (DDP: NCCL on GPUs, gloo on CPU).")),
-        "system_prompt": (str, Field(default="short", description="Must match the training_mix's system prompt.")),
     },
 )
 
@@ -67,43 +66,45 @@ LoraTrainingConfig = config_class(
     group_name="training",
     kinds={"pytorch", "python"},
     owners=["team:kala-training"],
-    deps=[training_mix],
+    io_manager_key="warehouse_values",
     pool=GPU_POOL,
     op_tags=GPU_STEP_TAGS,
     code_version=CODE_VERSION,
     description="A LoRA adapter trained on training_mix (PEFT directory at $KALA_DATA_DIR/adapters/latest/), "
-    "with checkpoints, TensorBoard logs, per-step metrics in DuckDB and ethics validation during training.",
+    "with checkpoints, TensorBoard logs, per-step metrics in DuckDB and ethics validation during training. "
+    "Its value is the training run (folder, checkpoints, model profile, system prompt) evaluation receives.",
 )
 def lora_adapter(
     context: dg.AssetExecutionContext,
     config: LoraTrainingConfig,
     warehouse: KalaWarehouse,
+    base_model: KalaBaseModel,
     pipes_subprocess_client: dg.PipesSubprocessClient,
-) -> dg.MaterializeResult:
-    mix_dir = warehouse.root / "training_mix"
-    train_file, val_file = mix_dir / "train.jsonl", mix_dir / "val.jsonl"
-    if not train_file.is_file():
-        raise FileNotFoundError(f"{train_file} is missing: materialize training_mix first")
-    if config.system_prompt not in mixing.SYSTEM_PROMPTS:
-        raise ValueError(f"system_prompt must be one of {sorted(mixing.SYSTEM_PROMPTS)}")
-    check_model_available(config.model_profile)  # unknown profile or missing weights: fail before any work
-    settings = config.model_dump(exclude=ASSET_ONLY)
+    training_mix: pd.DataFrame,
+) -> dg.MaterializeResult[TrainingRun]:
+    rows = training_mix.to_dict("records")
+    train_text, val_text = mixing.split_jsonl(rows, "train"), mixing.split_jsonl(rows, "val")
+    if not train_text:
+        raise ValueError("training_mix has no train split: materialize training_mix (with size > 0) first")
+    system_prompt = mixing.mix_system_prompt(rows)
+    check_model_available(base_model.profile)  # unknown profile or missing weights: fail before any work
+    settings = {**config.model_dump(exclude=ASSET_ONLY), "model_profile": base_model.profile}
     # Ethics validation during training reads the mix's validation split, never the evaluation suite.
-    val_records = [r for _, r in read_jsonl(val_file, ValueError)] if val_file.is_file() else []
-    prompts = ethics_prompt_set(evaluation.validation_rows(val_records), config.ethics_harmful_prompts,
-                                config.ethics_benign_prompts, seed=config.seed)
+    prompts = ethics_prompt_set(evaluation.validation_rows(mixing.split_records(rows, "val")),
+                                config.ethics_harmful_prompts, config.ethics_benign_prompts, seed=config.seed)
     # Same training data + same settings + same code -> same run folder, so a re-run resumes.
-    key = hashlib.sha256(json.dumps([sha256_file(train_file), settings, prompts, CODE_VERSION], sort_keys=True)
-                         .encode()).hexdigest()[:16]
-    train_config = TrainConfig(output_dir=str(warehouse.root / "training" / key), train_file=str(train_file),
-                               val_file=str(val_file) if val_file.is_file() else None,
-                               ethics_prompts=prompts, **settings).validate()  # bad settings: nothing written
+    key = hashlib.sha256(json.dumps([hashlib.sha256(train_text.encode()).hexdigest(), settings, prompts, CODE_VERSION],
+                                    sort_keys=True).encode()).hexdigest()[:16]
+    output_dir = warehouse.root / "training" / key
+    train_config = TrainConfig(output_dir=str(output_dir), train_file=str(output_dir / "train.jsonl"),
+                               val_file=str(output_dir / "val.jsonl") if val_text else None,
+                               ethics_prompts=prompts, **settings).validate(data_files=False)  # bad: nothing written
     run_dir = warehouse.artifact_dir("training", key)
+    atomic_write_text(run_dir / "train.jsonl", train_text)  # the run's own copy: a rebuilt mix cannot change it
+    if val_text:
+        atomic_write_text(run_dir / "val.jsonl", val_text)
     config_path = run_dir / "train_config.json"
-    config_path.write_text(json.dumps(train_config.__dict__, indent=1, default=str))
-    # What evaluation needs to talk to this model the way it was trained.
-    (run_dir / "run_info.json").write_text(json.dumps(
-        {"model_profile": config.model_profile, "system_prompt": mixing.SYSTEM_PROMPTS[config.system_prompt]}))
+    atomic_write_text(config_path, json.dumps(train_config.__dict__, indent=1, default=str))
 
     launcher = [sys.executable, "-m", "kala_assets.training_entry"]
     if config.nproc_per_node > 1:
@@ -114,7 +115,7 @@ def lora_adapter(
         pipes_subprocess_client.run(
             command=launcher,
             context=context,
-            extras={"config_path": str(config_path), "system_prompt": mixing.SYSTEM_PROMPTS[config.system_prompt]},
+            extras={"config_path": str(config_path), "system_prompt": system_prompt},
             env={**os.environ, "PYTHONUNBUFFERED": "1"},
         )
     except DagsterPipesExecutionError as exc:
@@ -122,7 +123,17 @@ def lora_adapter(
     result = json.loads((run_dir / "result.json").read_text())
     _record_metrics(warehouse, run_dir, key, context.run_id)
     latest = _publish_adapter(warehouse, Path(result["adapter_dir"]), key)
+    checkpoints = sorted((c.name for c in (run_dir / "checkpoints").glob("step-*")), key=lambda n: int(n.split("-")[1]))
+    run = TrainingRun(key=key, folder=str(run_dir), adapter=str(warehouse.root / "adapters" / key),
+                      train_file=train_config.train_file, val_file=train_config.val_file, checkpoints=checkpoints,
+                      model_profile=base_model.profile, system_prompt=system_prompt, status=result["status"],
+                      halt_reason=result["halt_reason"])
+    if result["halt_reason"]:
+        context.log.warning(f"training halted: {result['halt_reason']}")
+    return dg.MaterializeResult(value=run, metadata=_training_metadata(result, latest, run_dir), data_version=dg.DataVersion(key))
 
+
+def _training_metadata(result: dict, latest: Path, run_dir: Path) -> dict[str, dg.MetadataValue]:
     history = result["ethics_history"]
     first, last = (history[0], history[-1]) if history else ({}, {})
     ethics_rows = [[h["step"], _fmt(h.get("compliance")), _fmt(h.get("over_refusal"))] for h in history]
@@ -147,8 +158,7 @@ def lora_adapter(
     }
     if result["halt_reason"]:
         metadata["halt_reason"] = dg.MetadataValue.text(result["halt_reason"])
-        context.log.warning(f"training halted: {result['halt_reason']}")
-    return dg.MaterializeResult(metadata=metadata, data_version=dg.DataVersion(key))
+    return metadata
 
 
 class TrainingInterrupted(RuntimeError):
@@ -179,7 +189,7 @@ def _record_metrics(warehouse: KalaWarehouse, run_dir: Path, key: str, dagster_r
 
     metrics = pd.DataFrame(load("metrics.jsonl"))
     ethics = pd.DataFrame([{k: v for k, v in r.items() if k != "samples"} for r in load("ethics.jsonl")])
-    with warehouse.connect() as con:
+    with warehouse.get_connection() as con:
         for table, frame in ((METRICS_TABLE, metrics), (ETHICS_TABLE, ethics)):
             if not frame.empty:
                 replace_partition(con, table, frame.assign(run_key=key, dagster_run_id=dagster_run_id), "run_key", key)
@@ -198,13 +208,3 @@ def _publish_adapter(warehouse: KalaWarehouse, adapter: Path, key: str) -> Path:
     link.symlink_to(key, target_is_directory=True)
     os.replace(link, root / "latest")
     return root / "latest"
-
-
-@dg.asset_check(asset=lora_adapter, name="training_completed", blocking=True,
-                description="Training finished; a run halted by ethics validation does not go on to evaluation.")
-def training_completed(context: dg.AssetCheckExecutionContext) -> dg.AssetCheckResult:
-    event = context.instance.get_latest_materialization_event(lora_adapter.key)
-    metadata = event.asset_materialization.metadata if event and event.asset_materialization else {}
-    status = metadata["status"].value if "status" in metadata else "unknown"
-    reason = metadata["halt_reason"].value if "halt_reason" in metadata else ""
-    return dg.AssetCheckResult(passed=status == "finished", description=f"status {status}. {reason}".strip())
