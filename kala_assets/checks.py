@@ -1,5 +1,5 @@
 """Every asset check of the graph; each receives the asset it checks as an argument and applies a rule
-from ``kala_lib`` (``quality``, ``mixing``, ``evaluation``).
+from ``kala_lib`` (``quality``, ``mixing``) or reads the verdict its asset recorded.
 
 Blocking checks stop downstream assets from using a bad table: exports and the mix from bad examples,
 training from a bad mix, evaluation from a halted training, promotion from a failed gate.

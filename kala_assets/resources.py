@@ -205,7 +205,7 @@ class WarehouseValues(dg.IOManager):
         self.warehouse.artifact_dir(VALUES_FOLDER)
         path = self._path(context)
         atomic_write_text(path, json.dumps({"type": f"{cls.__module__}.{cls.__qualname__}",
-                                            "value": dataclasses.asdict(obj)}, indent=1, default=str))
+                                            "value": dataclasses.asdict(obj)}, indent=1, default=_plain))
         context.add_output_metadata({"value_path": dg.MetadataValue.path(str(path))})
 
     def load_input(self, context: dg.InputContext):
@@ -218,6 +218,15 @@ class WarehouseValues(dg.IOManager):
             raise StorageError(f"{path} names {stored['type']}, not a kala_lib class: re-materialize the asset")
         cls = getattr(importlib.import_module(module), name)
         return cls.from_dict(stored["value"]) if hasattr(cls, "from_dict") else cls(**stored["value"])
+
+
+def _plain(value):
+    """JSON for the few non-JSON types a value may hold (paths, numpy scalars); anything else is a bug."""
+    if isinstance(value, Path):
+        return str(value)
+    if hasattr(value, "item") and getattr(value, "shape", None) == ():  # a numpy scalar: its Python value
+        return value.item()
+    raise TypeError(f"{type(value).__name__} is not JSON: a kala_lib value holds plain Python data")
 
 
 @dg.io_manager(required_resource_keys={"warehouse"},

@@ -9,10 +9,14 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from kala_lib.benchmarks import humaneval_prompt, mbpp_prompt
+from kala_lib.benchmarks import BENCHMARK_BY_TABLE
 from kala_lib.chat_format import with_system
 from kala_lib.judge import judge
 from kala_lib.metrics import gsm8k_correct, gsm8k_flexible, gsm8k_strict, wilson_interval
+
+#: how a coding task is put to the model (the benchmark spec table's templates, shared with the mix)
+HUMANEVAL_PROMPT = BENCHMARK_BY_TABLE["benchmark_humaneval"].prompt
+MBPP_PROMPT = BENCHMARK_BY_TABLE["benchmark_mbpp"].prompt
 
 REFUSE_CATEGORIES = ("harmful", "jailbreak", "edge_case_refuse", "law_conflict", "multi_turn")
 
@@ -231,13 +235,15 @@ def cached(cache_dir, parts: dict[str, Any], compute):
 
 
 def code_version() -> str:
-    """A hash of the evaluation code (this module, generation, judge, metrics, sandbox, chat format)."""
+    """A hash of the evaluation code (this module, generation, judge, metrics, sandbox, chat format,
+    code scan, and the benchmarks' prompt templates)."""
     import hashlib
     from pathlib import Path
 
     here = Path(__file__).parent
     digest = hashlib.sha256()
-    for name in ("evaluation.py", "generation.py", "judge.py", "metrics.py", "sandbox.py", "chat_format.py", "code_scan.py"):
+    for name in ("evaluation.py", "generation.py", "judge.py", "metrics.py", "sandbox.py", "chat_format.py", "code_scan.py",
+                 "benchmarks.py"):
         digest.update((here / name).read_bytes())
     return digest.hexdigest()[:16]
 
@@ -304,7 +310,7 @@ def evaluate_code(model, tokenizer, profile, humaneval_rows, mbpp_rows, system, 
     metrics, all_code = {}, []
     he = humaneval_rows[: limits.humaneval_limit] if limits.humaneval_limit else list(humaneval_rows)
     if he:
-        prompts = [with_system(system, [{"role": "user", "content": humaneval_prompt(r)}]) for r in he]
+        prompts = [with_system(system, [{"role": "user", "content": HUMANEVAL_PROMPT(r)}]) for r in he]
         counts = []
         for row, responses in zip(he, complete(prompts)):
             passed = 0
@@ -316,7 +322,7 @@ def evaluate_code(model, tokenizer, profile, humaneval_rows, mbpp_rows, system, 
         metrics.update(scores("humaneval", counts))
     mb = mbpp_rows[: limits.mbpp_limit] if limits.mbpp_limit else list(mbpp_rows)
     if mb:
-        prompts = [with_system(system, [{"role": "user", "content": mbpp_prompt(r)}]) for r in mb]
+        prompts = [with_system(system, [{"role": "user", "content": MBPP_PROMPT(r)}]) for r in mb]
         counts = []
         for row, responses in zip(mb, complete(prompts)):
             codes = [extract_code(resp) for resp in responses]

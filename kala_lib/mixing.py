@@ -26,7 +26,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Mapping, Sequence
 
-from kala_lib.benchmarks import mbpp_prompt
+from kala_lib.benchmarks import BENCHMARK_BY_TABLE
 from kala_lib.dataset import ConstitutionalExample, largest_remainder, normalize_prompt
 from kala_lib.ethics_generator import TRUNCATION
 from kala_lib.laws import SHORT_SYSTEM_PROMPT, SYSTEM_PROMPT
@@ -108,7 +108,7 @@ def mbpp_items(rows: Iterable[Mapping[str, Any]], system: str = SHORT_SYSTEM_PRO
     for row in rows:
         if row["split"] not in splits:
             continue
-        user = mbpp_prompt(row)
+        user = BENCHMARK_BY_TABLE["benchmark_mbpp"].prompt(row)
         assistant = f"```python\n{row['code'].strip()}\n```"
         items.append(MixItem("coding", "mbpp", str(row["task_id"]), _messages(system, [("user", user), ("assistant", assistant)])))
     return items

@@ -41,7 +41,7 @@ class EvaluationRun:
     reason: str
     scores: list[dict[str, Any]]
     selected_gate_results: list[dict[str, Any]] = field(default_factory=list)
-    tradeoff_svg: str = ""  # path of the refusal/over-refusal picture ("" when none was drawn)
+    tradeoff_path: str = ""  # the refusal/over-refusal picture's file ("" when none was written)
 
     @classmethod
     def from_dict(cls, value: dict) -> "EvaluationRun":
@@ -85,7 +85,10 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
     gate_rows = ev.gate_sample(suite, limits.gate_harmful, limits.gate_benign, limits.seed)
     gate_rows = ev.sample_rows(gate_rows, limits.ethics_limit, limits.seed, key="expected_behavior")
     val_file = Path(run.val_file) if run.val_file else None
-    has_val = val_file is not None and val_file.is_file()
+    if val_file is not None and not val_file.is_file():
+        raise FileNotFoundError(f"the training run's validation split {val_file} is missing (was KALA_DATA_DIR "
+                                "moved?): re-materialize lora_adapter")
+    has_val = val_file is not None
     val_records = [r for _, r in read_jsonl(val_file, ValueError)] if has_val else []
     val_rows = ev.validation_rows(val_records, limits.validation_limit, limits.seed)
     val_ppl = read_messages(val_file, limits.perplexity_examples, limits.seed) if has_val and limits.perplexity_examples else []
@@ -158,10 +161,10 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
             return {"results": scored["base"][0] + g_results, "metrics": {**scored["base"][1], **g_metrics}}
 
         if cache_dir is None:
-            value, cache_hit = base_scores(), False
+            value, cache_hit = base_scores(), None
         else:
             value, cache_hit = ev.cached(cache_dir, parts, base_scores)
-        log(f"base model scores {'from the cache' if cache_hit else 'computed and cached'}")
+        log("base model scores " + {True: "from the cache", False: "computed and cached", None: "computed"}[cache_hit])
         scored = {"base": (value["results"], value["metrics"]), **{k: v for k, v in scored.items() if k != "base"}}
 
     # The selection is recorded with the scores, so the gate promotes exactly what was scored.
@@ -259,6 +262,9 @@ def promote(evaluation: EvaluationRun, best: dict[str, Any], root: Path) -> dict
     if not best["gate_passed"]:
         raise RuntimeError(f"{best['model']} did not pass the ethics gate: {best['failures']}")
     run = evaluation.run
+    if best["run_key"] != run.key:
+        raise ValueError(f"best_checkpoint is of training run {best['run_key']} but checkpoint_evaluations of {run.key}: "
+                         "materialize best_checkpoint (and its ethics_gate check) again before promoting")
     profile = get_profile(run.model_profile)
     with tempfile.TemporaryDirectory(dir=root, prefix=".staging-") as scratch:
         staging = Path(scratch)
@@ -271,7 +277,7 @@ def promote(evaluation: EvaluationRun, best: dict[str, Any], root: Path) -> dict
         tokenizer.save_pretrained(str(staging / "merged"))
         shutil.copytree(best["adapter_path"], staging / "adapter")
         scores = [r for r in evaluation.scores if r["model"] in ("base", best["model"])]
-        picture = Path(evaluation.tradeoff_svg) if evaluation.tradeoff_svg else None
+        picture = Path(evaluation.tradeoff_path) if evaluation.tradeoff_path else None
         has_picture = picture is not None and picture.is_file()
         if has_picture:
             shutil.copy(picture, staging / "tradeoff.svg")

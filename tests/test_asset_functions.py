@@ -147,3 +147,22 @@ def test_dagster_config_classes_are_the_kala_lib_dataclasses(config, source, add
     dagster = {name: field.default for name, field in config.model_fields.items()}
     assert set(dagster) - set(domain) == added
     assert {k: dagster[k] for k in domain} == domain
+
+
+def test_promotion_refuses_a_gate_decision_of_another_run(tmp_path):
+    from kala_lib.run_evaluation import promote
+
+    evaluation = evaluation_value(tmp_path, 0.97, 0.05)
+    best = {**best_checkpoint(GateConfig(), checkpoint_evaluations=evaluation).value.to_dict("records")[0],
+            "run_key": "an-older-run"}
+    with pytest.raises(ValueError, match="best_checkpoint is of training run an-older-run"):
+        promote(evaluation, best, tmp_path)
+    assert list(tmp_path.iterdir()) == []  # nothing staged or published
+
+
+def test_evaluation_names_a_missing_validation_split(tmp_path):
+    from kala_lib.run_evaluation import evaluate_run
+
+    run = dataclasses.replace(run_value(tmp_path), val_file=str(tmp_path / "moved" / "val.jsonl"))
+    with pytest.raises(FileNotFoundError, match="validation split .* is missing .* re-materialize lora_adapter"):
+        evaluate_run(run, [], [], [], [], ev.EvalLimits(), include_base=False)

@@ -56,6 +56,8 @@ def _benchmark_asset(spec: BenchmarkSpec):
         if not data.available:
             context.log.warning(data.note)
         metadata = _source_metadata(data)
+        if spec.hub:
+            metadata["hub_dataset"] = dg.MetadataValue.text(f"{spec.hub[0]} ({spec.hub[1] or 'default'}, {spec.hub[2]})")
         if "split" in spec.columns and data.rows:
             for split, count in sorted(Counter(r["split"] for r in data.rows).items()):
                 metadata[f"rows_{split}"] = dg.MetadataValue.int(count)

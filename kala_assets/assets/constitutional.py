@@ -50,8 +50,8 @@ def constitutional_examples(
         ]
     )
     content_hash = dataset.content_hash()
-    return dg.MaterializeResult(value=
-        dataset.to_frame(),
+    return dg.MaterializeResult(
+        value=dataset.to_frame(),
         data_version=dg.DataVersion(content_hash[:16]),
         metadata={
             "counts": dg.MetadataValue.md(summary),

@@ -20,7 +20,7 @@ from kala_lib.plots import markdown_image
 from kala_lib.storage import atomic_write_text, replace_partition
 from kala_lib.training import TrainingRun
 
-SCORES_TABLE, RESULTS_TABLE, BEST_TABLE = "eval_scores", "eval_results", "best_checkpoint"
+SCORES_TABLE, RESULTS_TABLE = "eval_scores", "eval_results"  # written per run; best_checkpoint is the asset's table
 
 EvaluationConfig = config_class(
     "EvaluationConfig", ev.EvalLimits, exclude=set(),
@@ -74,7 +74,7 @@ def checkpoint_evaluations(context: dg.AssetExecutionContext, config: Evaluation
         replace_partition(con, RESULTS_TABLE, pd.DataFrame(scored.results).assign(run_key=run.key), "run_key", run.key)
     picture = warehouse.artifact_dir("evaluation", run.key) / "tradeoff.svg"
     atomic_write_text(picture, scored.tradeoff_svg)
-    evaluation.tradeoff_svg = str(picture)
+    evaluation.tradeoff_path = str(picture)
     metadata = {"run_key": dg.MetadataValue.text(run.key), "scores": dg.MetadataValue.md(runs.score_table(evaluation.scores)),
                 "tradeoff": dg.MetadataValue.md(markdown_image(scored.tradeoff_svg)),
                 "tradeoff_svg": dg.MetadataValue.path(str(picture)),

@@ -16,8 +16,6 @@ from kala_lib.incoming import folder_version, read_incoming
 from kala_lib.models import load_tokenizer
 from kala_lib.storage import atomic_write_text
 
-EVAL_SUITE_TABLE = "ethics_eval_suite"
-MIX_TABLE = "training_mix"
 REMOVED_TABLE = "training_mix_removed"
 #: The suite's sources: direct parents of training_mix too, so `--select '+training_mix'` builds
 #: everything the mix reads (transitively) from an empty warehouse.

@@ -23,7 +23,7 @@ from kala_lib.training import TrainConfig, TrainingRun, ethics_prompt_set
 
 METRICS_TABLE = "training_metrics"
 ETHICS_TABLE = "training_ethics_validation"
-CODE_VERSION = "lora_adapter.v2"  # v2: the shared prompt prefix runs once per step
+CODE_VERSION = "lora_adapter.v3"  # v3: the run folder holds its own train/val files (v2 runs start fresh)
 
 
 #: TrainConfig's fields the asset sets itself (paths, the ethics prompts, the base_model resource's
