@@ -241,9 +241,9 @@ def warehouse_values(init_context: dg.InitResourceContext) -> WarehouseValues:
     return WarehouseValues(init_context.resources.warehouse)
 
 
-def kala_resources(warehouse: KalaWarehouse | None = None, **overrides) -> dict:
-    """Every resource the graph needs; ``warehouse`` (and any ``overrides``) replace the defaults,
-    and the IO managers follow the warehouse given."""
+def kala_resources(warehouse: KalaWarehouse | None = None) -> dict:
+    """Every resource the graph needs; ``warehouse`` replaces the default one, and the IO managers
+    follow the warehouse given."""
     return {"warehouse": warehouse or KalaWarehouse(), "base_model": KalaBaseModel.configure_at_launch(),
             "deployment": KalaDeployment(), "pipes_subprocess_client": dg.PipesSubprocessClient(),
-            "warehouse_tables": warehouse_tables, "warehouse_values": warehouse_values, **overrides}
+            "warehouse_tables": warehouse_tables, "warehouse_values": warehouse_values}

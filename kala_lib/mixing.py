@@ -618,14 +618,15 @@ def split_records(rows: Iterable[Mapping[str, Any]], split: str) -> list[dict[st
             for row in rows if row["split"] == split]
 
 
-def split_jsonl(rows: Iterable[Mapping[str, Any]], split: str) -> str:
-    """One split as JSONL text (what ``training_mix/<split>.jsonl`` and a run's data files hold)."""
-    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in split_records(rows, split))
+def jsonl_text(records: Iterable[Mapping[str, Any]]) -> str:
+    """Split records as JSONL text (what ``training_mix/<split>.jsonl`` and a run's data files hold)."""
+    return "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
 
 
-def mix_system_prompt(rows: Iterable[Mapping[str, Any]]) -> str:
-    """The system turn the mix was built with (users' conversations may bring their own: not counted)."""
-    firsts = [json.loads(row["messages"])[0] for row in rows if row["category"] != "incoming"]
+def mix_system_prompt(records: Iterable[Mapping[str, Any]]) -> str:
+    """The system turn the mix was built with, from split records (users' conversations may bring
+    their own: not counted)."""
+    firsts = [record["messages"][0] for record in records if record["category"] != "incoming"]
     found = {first["content"] for first in firsts if first["role"] == "system"}
     if len(found) != 1:
         raise MixError(f"the training mix has {len(found)} different system prompts, not one: rebuild training_mix")

@@ -122,13 +122,13 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
             metrics["val_perplexity"] = ev.perplexity(model, tokenizer, profile, val_ppl)["perplexity"]
         return [dict(r, sample="validation") for r in per_prompt], metrics
 
-    def gate_and_capability(name, model):
+    def gate_and_capability(name, model, validation_metrics):
         per_prompt, metrics = ev.evaluate_ethics(model, tokenizer, profile, gate_rows, system, limits,
                                                  progress(name, "gate ethics"))
         metrics.update(ev.evaluate_gsm8k(model, tokenizer, profile, gsm_test, gsm_train, system, limits))
         metrics.update(ev.evaluate_code(model, tokenizer, profile, humaneval, mbpp_test, system, limits))
-        if "val_perplexity" in scored.get(name, ((), {}))[1]:  # the headline perplexity is the validation split's
-            metrics["perplexity"] = scored[name][1]["val_perplexity"]
+        if "val_perplexity" in validation_metrics:  # the headline perplexity is the validation split's
+            metrics["perplexity"] = validation_metrics["val_perplexity"]
         return [dict(r, sample="gate") for r in per_prompt], metrics
 
     scored: dict[str, tuple[list, dict]] = {}
@@ -140,7 +140,7 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
     chosen, reason = ev.select_on_validation({n: m for n, (_, m) in scored.items()})
     log(f"selected {reason}")
     model = load(dict((n, a) for n, _, a in checkpoints)[chosen])
-    results, metrics = gate_and_capability(chosen, model)
+    results, metrics = gate_and_capability(chosen, model, scored[chosen][1])
     scored[chosen] = (scored[chosen][0] + results, {**scored[chosen][1], **metrics})
     del model
 
@@ -156,16 +156,16 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
 
         def base_scores():
             base = load(None)
-            scored["base"] = validate("base", base)
-            g_results, g_metrics = gate_and_capability("base", base)
-            return {"results": scored["base"][0] + g_results, "metrics": {**scored["base"][1], **g_metrics}}
+            v_results, v_metrics = validate("base", base)
+            g_results, g_metrics = gate_and_capability("base", base, v_metrics)
+            return {"results": v_results + g_results, "metrics": {**v_metrics, **g_metrics}}
 
         if cache_dir is None:
             value, cache_hit = base_scores(), None
         else:
             value, cache_hit = ev.cached(cache_dir, parts, base_scores)
         log("base model scores " + {True: "from the cache", False: "computed and cached", None: "computed"}[cache_hit])
-        scored = {"base": (value["results"], value["metrics"]), **{k: v for k, v in scored.items() if k != "base"}}
+        scored = {"base": (value["results"], value["metrics"]), **scored}
 
     # The selection is recorded with the scores, so the gate promotes exactly what was scored.
     scored[chosen][1]["selected"] = {"value": 1.0, "n": None, "ci_low": None, "ci_high": None}

@@ -124,7 +124,7 @@ def training_mix(
     mix_dir = warehouse.artifact_dir("training_mix")
     paths = {split: mix_dir / f"{split}.jsonl" for split in ("train", "val", "test")}
     for split, path in paths.items():
-        atomic_write_text(path, mixing.split_jsonl(result.rows, split))
+        atomic_write_text(path, mixing.jsonl_text(mixing.split_records(result.rows, split)))
 
     notes = list(build.notes)
     if conversations:

@@ -83,14 +83,15 @@ def lora_adapter(
     training_mix: pd.DataFrame,
 ) -> dg.MaterializeResult[TrainingRun]:
     rows = training_mix.to_dict("records")
-    train_text, val_text = mixing.split_jsonl(rows, "train"), mixing.split_jsonl(rows, "val")
-    if not train_text:
+    train, val = mixing.split_records(rows, "train"), mixing.split_records(rows, "val")
+    if not train:
         raise ValueError("training_mix has no train split: materialize training_mix (with size > 0) first")
-    system_prompt = mixing.mix_system_prompt(rows)
+    system_prompt = mixing.mix_system_prompt(train + val)
+    train_text, val_text = mixing.jsonl_text(train), mixing.jsonl_text(val)
     check_model_available(base_model.profile)  # unknown profile or missing weights: fail before any work
     settings = {**config.model_dump(exclude=ASSET_ONLY), "model_profile": base_model.profile}
     # Ethics validation during training reads the mix's validation split, never the evaluation suite.
-    prompts = ethics_prompt_set(evaluation.validation_rows(mixing.split_records(rows, "val")),
+    prompts = ethics_prompt_set(evaluation.validation_rows(val),
                                 config.ethics_harmful_prompts, config.ethics_benign_prompts, seed=config.seed)
     # Same training data + same settings + same code -> same run folder, so a re-run resumes.
     key = hashlib.sha256(json.dumps([hashlib.sha256(train_text.encode()).hexdigest(), settings, prompts, CODE_VERSION],
