@@ -14,8 +14,9 @@ train_and_evaluate_job = dg.define_asset_job(
 
 rebuild_training_mix_job = dg.define_asset_job(
     "rebuild_training_mix",
-    selection=dg.AssetSelection.assets("training_mix"),
-    description="Rebuild training_mix from the current inputs (run when users' incoming data changes).",
+    selection=dg.AssetSelection.assets("training_mix", "decision_rows"),
+    description="Rebuild training_mix and its decision rows from the current inputs (run when users' incoming "
+                "data changes).",
     tags={"kala/kind": "data"},
 )
 

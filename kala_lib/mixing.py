@@ -17,6 +17,7 @@ Steps, each a plain function so tests can drive them on small pools:
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -50,6 +51,7 @@ class MixItem:
     behavior: str | None = None  # ethics items: "refuse" or "comply" (what the assistant turn does)
     group: str | None = None  # items of one group share a split (ethics: all phrasings of one request)
     rejected: str | None = None  # ethics items: the response the preference term pushes away from
+    law: int | None = None  # ethics items: the Law a refusal names (its decision token's)
 
     @property
     def key(self) -> str:
@@ -84,12 +86,24 @@ def ethics_items(records: Iterable[Mapping[str, Any]], system: str = SHORT_SYSTE
         request = example.request_key
         items.append(MixItem("ethics", "constitutional_examples", example.example_id, _messages(system, turns),
                              example.expected_behavior.value, f"request:{request}" if request else None,
-                             rejected_response(example)))
+                             rejected_response(example), int(example.law_category)))
     return items
 
 
 #: What an over-refusing model says to a benign request: the rejected side of its preference pair.
 OVER_REFUSAL = "I can't help with that. It could be harmful, and my Laws don't allow it."
+
+
+def with_decision_token(item: MixItem) -> MixItem:
+    """The item with its assistant target starting with its decision token (kala_lib.decision):
+    a refusal's names its Law, every other target (compliances, capability) ``<|respond|>``."""
+    from kala_lib.decision import DECISION_TOKENS, decision_token
+
+    role, content = item.messages[-1]
+    if role != "assistant" or content.startswith(DECISION_TOKENS):
+        return item
+    token = decision_token(item.behavior if item.category == "ethics" else None, item.law)
+    return dataclasses.replace(item, messages=(*item.messages[:-1], (role, token + content)))
 
 
 def rejected_response(example: ConstitutionalExample) -> str:
@@ -534,6 +548,7 @@ class MixSettings:
     ngram: int = NGRAM  # n-gram length for decontamination
     ethics_refusal_share: float | None = None  # refusals within the ethics category; None = as generated (74%)
     incoming_weight: float = 0.1  # share for users' data in incoming/ when there is any; the others scale down
+    decision_tokens: bool = True  # every target starts with <|respond|> or <|refuse_lawN|> (kala_lib.decision)
 
 
 @dataclass
@@ -594,6 +609,8 @@ def build_training_mix(sources: MixSources, index: Decontaminator, settings: Mix
     with_incoming(settings.weights, settings.incoming_weight)  # bad weights fail even without incoming data
     weights = with_incoming(settings.weights, settings.incoming_weight if sources.incoming else 0.0)
     pools, removed = decontaminated_pools(sources, SYSTEM_PROMPTS[settings.system_prompt], index)
+    if settings.decision_tokens:
+        pools = {category: [with_decision_token(item) for item in items] for category, items in pools.items()}
     result = build_mix(pools, weights, settings.size, settings.seed, settings.max_repeats, settings.split_ratios,
                        settings.ethics_refusal_share)
     notes = []

@@ -167,13 +167,23 @@ def model_cache_dir() -> Path:
     return Path(data).expanduser().resolve() / "models"
 
 
-def load_tokenizer(profile: ModelProfile | str):
-    """The profile's tokenizer, from the cache when present (saved there on first load)."""
+def load_tokenizer(profile: ModelProfile | str, decision_tokens: bool = False):
+    """The profile's tokenizer, from the cache when present (saved there on first load);
+    ``decision_tokens`` adds KALA's six decision tokens (kala_lib.decision) as special tokens."""
+    tokenizer = _profile_tokenizer(profile)
+    if decision_tokens:
+        from kala_lib.decision import add_decision_tokens
+
+        add_decision_tokens(tokenizer)
+    return tokenizer
+
+
+def _profile_tokenizer(profile: ModelProfile | str):
     from transformers import AutoTokenizer
 
     profile = get_profile(profile) if isinstance(profile, str) else profile
     if profile.tokenizer:
-        return load_tokenizer(profile.tokenizer)
+        return _profile_tokenizer(profile.tokenizer)
     cached = model_cache_dir() / profile.name / "tokenizer"
     if (cached / "tokenizer_config.json").exists():
         return AutoTokenizer.from_pretrained(str(cached))
@@ -292,12 +302,38 @@ def _random_init_folder(profile: ModelProfile) -> Path:
     return folder
 
 
-def merge_adapter(profile: ModelProfile, adapter_path: str | Path, target: str | Path) -> Path:
-    """The base model with the LoRA adapter merged in, saved in full precision (no quantization
-    config, so it loads anywhere with ``AutoModelForCausalLM``) into ``target``."""
+def adapter_tokenizer(profile: ModelProfile | str, adapter_path: str | Path):
+    """The tokenizer an adapter was trained with: its own folder's (decision-token adapters carry
+    one, with the tokens), else the profile's."""
+    from transformers import AutoTokenizer
+
+    if (Path(adapter_path) / "tokenizer_config.json").exists():
+        return AutoTokenizer.from_pretrained(str(adapter_path))
+    return load_tokenizer(profile)
+
+
+def load_adapter_model(profile: ModelProfile | str, adapter_path: str | Path, device: str | None = None,
+                       quantization: str | None = "profile"):
+    """The base model with a saved LoRA adapter on top; when the adapter's tokenizer has more tokens
+    than the base's embedding (decision tokens), the embedding is grown first, as in training."""
     from peft import PeftModel
 
-    model = PeftModel.from_pretrained(load_model(profile, quantization=None), str(adapter_path)).merge_and_unload()
+    from kala_lib.decision import resize_for_decisions
+
+    profile = get_profile(profile) if isinstance(profile, str) else profile
+    model = load_model(profile, device=device, quantization=quantization)
+    resize_for_decisions(model, adapter_tokenizer(profile, adapter_path))
+    return PeftModel.from_pretrained(model, str(adapter_path))
+
+
+def merge_adapter(profile: ModelProfile, adapter_path: str | Path, target: str | Path,
+                  sequence_bias: list | None = None) -> Path:
+    """The base model with the LoRA adapter merged in, saved in full precision (no quantization
+    config, so it loads anywhere with ``AutoModelForCausalLM``) into ``target``; ``sequence_bias``
+    (the decision dial, kala_lib.decision) goes into its generation_config.json."""
+    model = load_adapter_model(profile, adapter_path, quantization=None).merge_and_unload()
+    if sequence_bias:
+        model.generation_config.sequence_bias = sequence_bias
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config

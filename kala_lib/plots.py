@@ -15,8 +15,10 @@ SIZE, MARGIN = 360, 48
 COLOURS = {"validation": "#1f77b4", "gate": "#d62728"}
 
 
-def tradeoff_svg(points: Sequence[dict], min_refusal: float, max_over_refusal: float) -> str:
-    """``points``: dicts with ``label``, ``sample`` (validation | gate), ``refusal``, ``over_refusal``."""
+def tradeoff_svg(points: Sequence[dict], min_refusal: float, max_over_refusal: float,
+                 curves: Sequence[dict] = ()) -> str:
+    """``points``: dicts with ``label``, ``sample`` (validation | gate), ``refusal``, ``over_refusal``.
+    ``curves``: ROC curves, dicts with ``sample`` and ``points`` [(over_refusal, refusal), ...]."""
     span = SIZE - 2 * MARGIN
 
     def x(value: float) -> float:
@@ -42,6 +44,10 @@ def tradeoff_svg(points: Sequence[dict], min_refusal: float, max_over_refusal: f
     parts.append(f'<text x="{SIZE / 2:.1f}" y="{SIZE - 10}" text-anchor="middle">over-refusal on benign prompts</text>')
     parts.append(f'<text x="12" y="{SIZE / 2:.1f}" text-anchor="middle" transform="rotate(-90 12 {SIZE / 2:.1f})">'
                  'refusal on harmful prompts</text>')
+    for curve in curves:
+        colour = COLOURS.get(curve.get("sample", "validation"), "#7f7f7f")
+        path = " ".join(f"{x(o):.1f},{y(r):.1f}" for o, r in sorted(curve["points"]))
+        parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-opacity="0.6"/>')
     for point in points:
         if point.get("refusal") is None or point.get("over_refusal") is None:
             continue

@@ -26,7 +26,10 @@ from kala_lib.training import TrainingRun
 HEADLINE = ("refusal_rate_harmful", "over_refusal_benign", "law_identification_accuracy", "jailbreak_success_rate",
             "gsm8k_flexible_extract", "humaneval_pass_at_1", "mbpp_pass_at_1", "humaneval_pass_at_10",
             "mbpp_pass_at_10", "code_vulnerable_share", "perplexity")
-VALIDATION = ("val_refusal_rate_harmful", "val_over_refusal_benign", "val_perplexity")
+VALIDATION = ("val_decision_auc", "val_refusal_rate_harmful", "val_over_refusal_benign",
+              "val_refusal_at_10pct_over_refusal", "val_law_accuracy", "val_threshold", "val_perplexity")
+DECISION = ("gate_decision_auc", "gate_token_refusal_rate_harmful", "gate_token_over_refusal_benign",
+            "decision_text_agreement")
 GATE_METRICS = ("refusal_rate_harmful", "over_refusal_benign")
 
 
@@ -73,7 +76,9 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
     base model on the gate's sample of ``suite`` and on GSM8K test, HumanEval and MBPP test."""
     from peft import PeftModel
 
-    from kala_lib.models import get_profile, load_model, load_tokenizer
+    from kala_lib import decision_eval
+    from kala_lib.decision import sequence_bias
+    from kala_lib.models import adapter_tokenizer, get_profile, load_adapter_model, load_model, load_tokenizer
     from kala_lib.storage import read_jsonl
     from kala_lib.training import read_messages
 
@@ -95,9 +100,19 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
     gsm_test = [r for r in gsm8k if r["split"] == "test"]
     gsm_train = [r for r in gsm8k if r["split"] == "train"]
     mbpp_test = [r for r in mbpp if r["split"] == "test"]
-    tokenizer = load_tokenizer(profile)
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    decisions = run.decision_tokens
+    decision_rows = []
+    if decisions:
+        if not run.decision_val_file or not Path(run.decision_val_file).is_file():
+            raise FileNotFoundError(f"the training run's decision validation split {run.decision_val_file} is missing: "
+                                    "re-materialize decision_rows and lora_adapter")
+        decision_rows = decision_eval.validation_prompts([r for _, r in read_jsonl(run.decision_val_file, ValueError)],
+                                                         limits.decision_validation_limit, limits.seed)
+    tokenizer = adapter_tokenizer(profile, checkpoints[0][2]) if decisions else load_tokenizer(profile)
+    base_tokenizer = load_tokenizer(profile)
+    for tok in (tokenizer, base_tokenizer):
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
 
     def progress(model_name: str, what: str):
         started = time.monotonic()
@@ -109,29 +124,49 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
         return report
 
     def load(adapter):
-        model = load_model(profile)
-        if adapter is not None:
-            model = PeftModel.from_pretrained(model, str(adapter))
-        return model.eval()
+        if adapter is None:
+            return load_model(profile).eval()
+        if decisions:
+            return load_adapter_model(profile, adapter).eval()
+        return PeftModel.from_pretrained(load_model(profile), str(adapter)).eval()
 
     def validate(name, model):
-        per_prompt, metrics = ev.evaluate_ethics(model, tokenizer, profile, val_rows, system, limits,
-                                                 progress(name, "validation ethics"))
-        metrics = {f"val_{k}": v for k, v in metrics.items()}
+        if decisions and name != "base":  # one forward pass per prompt; the threshold is chosen here
+            started = time.monotonic()
+            per_prompt, metrics = decision_eval.validate_decisions(model, tokenizer, profile, decision_rows,
+                                                                   limits.dial_max_over_refusal)
+            log(f"{name} decision validation: {len(decision_rows)} prompts in {time.monotonic() - started:.0f} s")
+        elif decisions:  # the base model has no decision tokens: it is compared on the gate and capability
+            per_prompt, metrics = [], {}
+        else:
+            per_prompt, metrics = ev.evaluate_ethics(model, tokenizer, profile, val_rows, system, limits,
+                                                     progress(name, "validation ethics"))
+            metrics = {f"val_{k}": v for k, v in metrics.items()}
         if val_ppl:
-            metrics["val_perplexity"] = ev.perplexity(model, tokenizer, profile, val_ppl)["perplexity"]
+            tok = base_tokenizer if name == "base" else tokenizer
+            metrics["val_perplexity"] = ev.perplexity(model, tok, profile, val_ppl)["perplexity"]
         return [dict(r, sample="validation") for r in per_prompt], metrics
 
     def gate_and_capability(name, model, validation_metrics):
-        per_prompt, metrics = ev.evaluate_ethics(model, tokenizer, profile, gate_rows, system, limits,
+        tok = base_tokenizer if name == "base" else tokenizer
+        threshold = validation_metrics.get("val_threshold", {}).get("value")
+        if decisions and threshold is not None:  # the shipped dial: the model's own logit bias
+            model.generation_config.sequence_bias = sequence_bias(tokenizer, threshold) or None
+        per_prompt, metrics = ev.evaluate_ethics(model, tok, profile, gate_rows, system, limits,
                                                  progress(name, "gate ethics"))
-        metrics.update(ev.evaluate_gsm8k(model, tokenizer, profile, gsm_test, gsm_train, system, limits))
-        metrics.update(ev.evaluate_code(model, tokenizer, profile, humaneval, mbpp_test, system, limits))
+        if decisions and threshold is not None:
+            decision_metrics, margins = decision_eval.gate_decisions(model, tokenizer, profile, gate_rows, system,
+                                                                     threshold, per_prompt)
+            metrics.update(decision_metrics)
+            curves["gate"] = margins
+        metrics.update(ev.evaluate_gsm8k(model, tok, profile, gsm_test, gsm_train, system, limits))
+        metrics.update(ev.evaluate_code(model, tok, profile, humaneval, mbpp_test, system, limits))
         if "val_perplexity" in validation_metrics:  # the headline perplexity is the validation split's
             metrics["perplexity"] = validation_metrics["val_perplexity"]
         return [dict(r, sample="gate") for r in per_prompt], metrics
 
     scored: dict[str, tuple[list, dict]] = {}
+    curves: dict[str, dict] = {}
     for name, _, adapter in checkpoints:
         model = load(adapter)
         scored[name] = validate(name, model)
@@ -139,6 +174,10 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
         del model
     chosen, reason = ev.select_on_validation({n: m for n, (_, m) in scored.items()})
     log(f"selected {reason}")
+    if decisions:
+        margins = [r for r in scored[chosen][0] if "margin" in r]
+        curves["validation"] = {"harmful": [r["margin"] for r in margins if r["expected_behavior"] == "refuse"],
+                                "benign": [r["margin"] for r in margins if r["expected_behavior"] == "comply"]}
     model = load(dict((n, a) for n, _, a in checkpoints)[chosen])
     results, metrics = gate_and_capability(chosen, model, scored[chosen][1])
     scored[chosen] = (scored[chosen][0] + results, {**scored[chosen][1], **metrics})
@@ -149,7 +188,8 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
         parts = {"model": profile.name, "model_id": profile.model_id, "system": system,
                  "limits": dataclasses.asdict(limits),
                  "gate": [(r["eval_id"], r["turns"]) for r in gate_rows],
-                 "validation": [(r["eval_id"], r["turns"]) for r in val_rows], "perplexity": val_ppl,
+                 "validation": [] if decisions else [(r["eval_id"], r["turns"]) for r in val_rows],
+                 "perplexity": val_ppl,
                  "gsm8k": [r["question"] for r in gsm_test[: limits.gsm8k_limit or None]],
                  "humaneval": [r["task_id"] for r in humaneval[: limits.humaneval_limit or None]],
                  "mbpp": [r["task_id"] for r in mbpp_test[: limits.mbpp_limit or None]], "code": ev.code_version()}
@@ -179,14 +219,16 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
                         for r in per_prompt]
     gate_results = [{k: r.get(k) for k in ("eval_id", "expected_behavior", "verdict", "correct")}
                     for r in scored[chosen][0] if r.get("sample") == "gate"]
-    svg = tradeoff_picture(scored)
+    svg = tradeoff_picture(scored, {sample: decision_eval.roc_curve(m["harmful"], m["benign"])
+                                    for sample, m in curves.items()})
     evaluation = EvaluationRun(run, chosen, reason, scores, gate_results)
     return ScoredRun(evaluation, all_results, svg, len(gate_rows), len(val_rows), cache_hit)
 
 
-def tradeoff_picture(scored: dict) -> str:
+def tradeoff_picture(scored: dict, curves: dict[str, list] | None = None) -> str:
     """Refusal against over-refusal: every model on the validation split, the selected one and the
-    base model on the gate's sample, with the gate's region."""
+    base model on the gate's sample, with the gate's region; for a decision-token run also the
+    selected checkpoint's ROC curves (validation, gate sample) through the chosen point."""
     from kala_lib.plots import tradeoff_svg
 
     points = []
@@ -197,7 +239,8 @@ def tradeoff_picture(scored: dict) -> str:
             if refusal is not None and over is not None:
                 points.append({"label": name, "sample": sample, "refusal": refusal, "over_refusal": over})
     thresholds = ev.GateThresholds()
-    return tradeoff_svg(points, thresholds.min_ethics_compliance, thresholds.max_over_refusal)
+    return tradeoff_svg(points, thresholds.min_ethics_compliance, thresholds.max_over_refusal,
+                        [{"sample": sample, "points": pts} for sample, pts in (curves or {}).items()])
 
 
 def headline(metrics: dict) -> str:
@@ -210,7 +253,9 @@ def score_table(scores: Sequence[dict]) -> str:
     models = list(dict.fromkeys(s["model"] for s in scores))
     by = {(s["model"], s["metric"]): s for s in scores}
     rows = []
-    for metric in VALIDATION + HEADLINE:
+    for metric in VALIDATION + HEADLINE + DECISION:
+        if not any((m, metric) in by for m in models):
+            continue
         cells = []
         for m in models:
             s = by.get((m, metric))
@@ -247,6 +292,8 @@ def gate_decision(evaluation: EvaluationRun, thresholds: ev.GateThresholds) -> d
             "capability": ev.capability_score(by_model[name]),
             "base_capability": ev.capability_score(base) if base else None,
             "gate_scores": json.dumps(gate),
+            # decision-token runs: the margin threshold chosen on validation, shipped as the model's logit bias
+            "decision_threshold": by_model[name].get("val_threshold", {}).get("value"),
             "failing_prompts": json.dumps([f"{r['eval_id']} ({r['expected_behavior']}, got {r['verdict']})"
                                            for r in failing])}
 
@@ -256,7 +303,8 @@ def promote(evaluation: EvaluationRun, best: dict[str, Any], root: Path) -> dict
     a tokenizer whose default system turn is the constitution it was trained with), adapter/, the model
     card and the picture. Built whole in a staging folder, then published; refuses an ungated model."""
     from kala_lib.chat_format import with_default_system
-    from kala_lib.models import get_profile, load_tokenizer, merge_adapter
+    from kala_lib.decision import sequence_bias
+    from kala_lib.models import adapter_tokenizer, get_profile, merge_adapter
     from kala_lib.storage import atomic_write_text, publish
 
     if not best["gate_passed"]:
@@ -266,10 +314,13 @@ def promote(evaluation: EvaluationRun, best: dict[str, Any], root: Path) -> dict
         raise ValueError(f"best_checkpoint is of training run {best['run_key']} but checkpoint_evaluations of {run.key}: "
                          "materialize best_checkpoint (and its ethics_gate check) again before promoting")
     profile = get_profile(run.model_profile)
+    threshold = best.get("decision_threshold")
+    threshold = None if threshold is None or threshold != threshold else float(threshold)  # NaN from a table
     with tempfile.TemporaryDirectory(dir=root, prefix=".staging-") as scratch:
         staging = Path(scratch)
-        merge_adapter(profile, best["adapter_path"], staging / "merged")
-        tokenizer = load_tokenizer(profile)
+        tokenizer = adapter_tokenizer(profile, best["adapter_path"])
+        merge_adapter(profile, best["adapter_path"], staging / "merged",
+                      sequence_bias=sequence_bias(tokenizer, threshold) if threshold is not None else None)
         # Chatting without a system turn gets the constitution the model was trained and gated with
         # (not the base model's default system prompt); plain-format models get that format as a template.
         tokenizer.chat_template = with_default_system(
@@ -282,7 +333,7 @@ def promote(evaluation: EvaluationRun, best: dict[str, Any], root: Path) -> dict
         if has_picture:
             shutil.copy(picture, staging / "tradeoff.svg")
             shutil.copy(picture, staging / "merged" / "tradeoff.svg")
-        card = model_card(profile, best, score_table(scores), has_picture)
+        card = model_card(profile, best, score_table(scores), has_picture, threshold)
         atomic_write_text(staging / "README.md", card)
         shutil.copy(staging / "README.md", staging / "merged" / "README.md")
         for name in ["merged", "adapter", "README.md"] + (["tradeoff.svg"] if has_picture else []):
@@ -290,7 +341,18 @@ def promote(evaluation: EvaluationRun, best: dict[str, Any], root: Path) -> dict
     return {"merged": root / "merged", "adapter": root / "adapter", "model_card": card}
 
 
-def model_card(profile, best: dict, table: str, picture: bool = False) -> str:
+def model_card(profile, best: dict, table: str, picture: bool = False, threshold: float | None = None) -> str:
+    dial = "" if threshold is None else f"""
+## The decision and its dial
+
+Every response starts with a decision token the tokenizer hides (`skip_special_tokens`): `<|respond|>`, or
+`<|refuse_lawN|>` naming the Law a refusal rests on. The model refuses when its best refusal token's logit beats
+`<|respond|>` by more than the threshold **{threshold:+.3f}**, chosen on the validation split (the highest refusal
+at a validation over-refusal of at most 5%; the gate's sample never entered the choice). The threshold ships as
+`sequence_bias` in `generation_config.json` (a penalty only: it never makes a decision token appear later), so a
+plain `AutoModelForCausalLM.from_pretrained(...).generate(...)` behaves as gated. To move the dial, edit that bias
+or run `bench/ethics_tradeoff.py --threshold T`.
+"""
     return f"""---
 library_name: transformers
 base_model: {profile.model_id if profile.source != "embedded-gguf" else "HuggingFaceTB/SmolLM2-135M-Instruct"}
@@ -306,7 +368,7 @@ the five-Law constitution as the system prompt. Promoted because it passed the e
 <= {best['max_over_refusal']:.0%}).
 
 Selection: {best['reason']}
-
+{dial}
 ## Evaluation (against the base model; 95% Wilson intervals, sample sizes in brackets)
 
 `val_*` rows: the training mix's validation split, on which the checkpoint was chosen. The other ethics
@@ -314,7 +376,7 @@ rows: the gate's sample of `ethics_eval_suite` (every XSTest safe prompt and hel
 harmful prompts stratified by source), which decided promotion.
 
 {table}
-{chr(10) + "![refusal against over-refusal per checkpoint, with the gate's region](tradeoff.svg)" + chr(10) if picture else ""}
+{chr(10) + "![refusal against over-refusal per checkpoint (ROC curves of the decision on validation and the gate's sample), with the gate's region](tradeoff.svg)" + chr(10) if picture else ""}
 Ethics metrics come from KALA's `ethics_eval_suite` (held-out KALA items, AdvBench, HarmBench, XSTest) judged by
 `kala_lib.judge`; capability from GSM8K (flexible extract), HumanEval and MBPP (pass@1, sandboxed).
 """

@@ -97,6 +97,18 @@ class TrainConfig:
     preference_weight: float = 0.0
     preference_beta: float = 0.1
     preference_tokens: int = 16
+    # Decision tokens (kala_lib.decision): the mix's targets start with <|respond|> or
+    # <|refuse_lawN|>; the tokenizer gets the six tokens, the embedding (and an untied output head)
+    # grows by six rows, and those rows train with the adapter (PEFT trainable_token_indices).
+    decision_tokens: bool = False
+    # Decision rows: a prompt and its decision token, the loss on that one position (the prompt is
+    # never a target). decision_share is their share of a step's rows (0.75: three decision rows per
+    # SFT row); their mean loss counts decision_weight times beside the SFT loss per token. Rows come
+    # round-robin over their groups (a request's phrasings), so every request is seen each cycle.
+    decision_file: str | None = None
+    decision_share: float = 0.0
+    decision_weight: float = 1.0
+    decision_batch_size: int = 16
     seed: int = 42
     # examples per length bucket, like transformers' group_by_length (mega-batches of 50 x batch 4): on
     # a 400-example sample of the mix, 1.2% of tokens are padding against 4.5% with buckets of 64
@@ -133,6 +145,16 @@ class TrainConfig:
                  f"{name} must be a whole number >= {minimum}, got {value!r}")
 
         whole("lora_r", 1)
+        whole("decision_batch_size", 1)
+        need(isinstance(self.decision_share, (int, float)) and 0 <= self.decision_share < 1,
+             f"decision_share must be in [0, 1), got {self.decision_share!r}")
+        need(isinstance(self.decision_weight, (int, float)) and self.decision_weight >= 0,
+             f"decision_weight must be a number >= 0, got {self.decision_weight!r}")
+        if self.decision_share:
+            need(self.decision_tokens, "decision_share > 0 trains decision rows: set decision_tokens: true")
+            need(bool(self.decision_file), "decision_share > 0 needs decision_file (training_mix writes decisions_train.jsonl)")
+            need(not data_files or Path(self.decision_file).is_file(),
+                 f"decision_file {self.decision_file} does not exist: materialize training_mix first")
         whole("first_tokens", 0)
         whole("preference_tokens", 1)
         for name in ("preference_weight", "preference_beta"):
@@ -192,6 +214,49 @@ def encode_example(tokenizer, messages: list[dict], prompt_format: str, max_len:
     if all(label == -100 for label in labels[1:]):
         return None
     return ids, labels
+
+
+def encode_decision(tokenizer, messages: list[dict], decision: str, prompt_format: str, max_len: int):
+    """(input_ids, labels) of a decision row: the prompt, then its decision token, the only target.
+    None when the prompt leaves no room for the token (the row is skipped and counted)."""
+    if not messages or messages[-1]["role"] != "user":
+        raise TrainingError("each decision row must end with a user message")
+    token = tokenizer.convert_tokens_to_ids(decision)
+    if token is None or token == tokenizer.unk_token_id or decision not in tokenizer.get_vocab():
+        raise TrainingError(f"decision {decision!r} is not a decision token of this tokenizer (set decision_tokens: true)")
+    prompt_ids = tokenizer(render_prompt(tokenizer, messages, prompt_format), add_special_tokens=False)["input_ids"]
+    if len(prompt_ids) + 1 > max_len:
+        return None
+    return prompt_ids + [token], [-100] * len(prompt_ids) + [token]
+
+
+def read_decision_rows(path: str | Path) -> list[dict]:
+    """Decision records (messages ending with the user's turn, decision token, group) of a JSONL file."""
+    from kala_lib.storage import read_jsonl
+
+    rows = []
+    for number, record in read_jsonl(path, TrainingError):
+        if not isinstance(record.get("messages"), list) or not isinstance(record.get("decision"), str):
+            raise TrainingError(f"{path} line {number}: expected a JSON object with 'messages' and 'decision'")
+        rows.append(record)
+    return rows
+
+
+def decision_cycle(groups: Sequence[str], seed: int, cycle: int) -> list[int]:
+    """One cycle of decision rows: every group once, in a seeded order, each time another member
+    (a request's phrasings rotate from cycle to cycle). Deterministic in (seed, cycle)."""
+    members: dict[str, list[int]] = {}
+    for index, group in enumerate(groups):
+        members.setdefault(group, []).append(index)
+    rng = random.Random(seed * 7_919 + cycle)
+    names = sorted(members)
+    rng.shuffle(names)
+    picks = []
+    for name in names:
+        rows = members[name]
+        offset = random.Random(f"{seed}:{name}").randrange(len(rows))
+        picks.append(rows[(offset + cycle) % len(rows)])
+    return picks
 
 
 def read_messages(path: str | Path, limit: int | None = None, seed: int = 0) -> list[list[dict]]:
@@ -419,6 +484,8 @@ class TrainState:
     checkpoints: list = field(default_factory=list)  # [{"step", "path", "val_loss"}]
     best_checkpoint: str | None = None
     halted: str | None = None
+    decision_cycle: int = 0
+    decision_position: int = 0
 
 
 @dataclass
@@ -460,6 +527,8 @@ class TrainingRun:
     system_prompt: str
     status: str  # finished | halted
     halt_reason: str | None = None
+    decision_tokens: bool = False  # targets start with decision tokens; the adapters carry them
+    decision_val_file: str | None = None  # the dial's validation prompts (decision rows, val split)
 
     def checkpoint_adapters(self) -> list[tuple[str, int, Path]]:
         """(name, step, adapter folder) of every kept checkpoint, oldest first."""
@@ -478,6 +547,9 @@ class _Data:
     pairs: dict
     val_encoded: list
     lengths: list = field(default_factory=list)
+    decisions: list = field(default_factory=list)  # encoded decision rows
+    decision_groups: list = field(default_factory=list)
+    decisions_skipped: int = 0  # prompts too long for max_seq_len
 
     def __post_init__(self):
         self.lengths = [len(ids) for ids, _ in self.encoded]
@@ -548,7 +620,7 @@ def train(config: TrainConfig, reporter: Reporter | None = None, system_prompt: 
     if rank == 0:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
 
-    tokenizer = load_tokenizer(profile)
+    tokenizer = load_tokenizer(profile, decision_tokens=config.decision_tokens)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     data = _load_data(config, tokenizer, profile, distributed=world > 1)
@@ -556,7 +628,7 @@ def train(config: TrainConfig, reporter: Reporter | None = None, system_prompt: 
     micro_per_step = config.gradient_accumulation_steps * world
     total_steps = config.max_steps or max(1, math.ceil(config.num_epochs * batches_per_epoch / micro_per_step))
 
-    model, loss_module, params = _build_model(config, profile, device, distributed=world > 1)
+    model, loss_module, params = _build_model(config, profile, device, distributed=world > 1, tokenizer=tokenizer)
     optimizer, scheduler = _build_optimizer(config, params, total_steps)
     run = _Run(config, reporter, profile, tokenizer, data, model, loss_module, params, optimizer, scheduler,
                TrainState(), total_steps, batches_per_epoch, device, rank, world, out, system_prompt)
@@ -578,7 +650,8 @@ def train(config: TrainConfig, reporter: Reporter | None = None, system_prompt: 
         if run.is_main and (run.state.step % config.save_every == 0 or run.state.step == total_steps or run.state.halted):
             val_loss = _validation_loss(loss_module.module if run.distributed else loss_module, data.val_encoded,
                                         tokenizer.pad_token_id, config.per_device_batch_size, device)
-            _save_checkpoint(out / "checkpoints", model, optimizer, scheduler, run.state, config, val_loss)
+            _save_checkpoint(out / "checkpoints", model, optimizer, scheduler, run.state, config, val_loss,
+                             tokenizer if config.decision_tokens else None)
         if run.distributed:
             torch.distributed.barrier()
     return _finish(run, last_loss, throughput, resumed_from)
@@ -623,11 +696,24 @@ def _load_data(config: TrainConfig, tokenizer, profile, distributed: bool) -> _D
         val_raw = read_messages(config.val_file, config.val_examples, config.seed)
         val_encoded = [e for e in (encode_example(tokenizer, m, profile.prompt_format, config.max_seq_len)
                                    for m in val_raw) if e]
-    return _Data(encoded, pairs, val_encoded)
+    data = _Data(encoded, pairs, val_encoded)
+    if config.decision_share:
+        for record in read_decision_rows(config.decision_file):
+            row = encode_decision(tokenizer, record["messages"], record["decision"], profile.prompt_format,
+                                  config.max_seq_len)
+            if row is None:
+                data.decisions_skipped += 1
+                continue
+            data.decisions.append(row)
+            data.decision_groups.append(str(record.get("group") or len(data.decisions)))
+        if not data.decisions:
+            raise TrainingError(f"no usable decision rows in {config.decision_file}")
+    return data
 
 
-def _build_model(config: TrainConfig, profile, device: str, distributed: bool):
-    """Frozen base + LoRA (k-bit preparation for 8/4-bit bases), and the loss module (DDP-wrapped)."""
+def _build_model(config: TrainConfig, profile, device: str, distributed: bool, tokenizer=None):
+    """Frozen base + LoRA (k-bit preparation for 8/4-bit bases), and the loss module (DDP-wrapped).
+    With decision tokens the embedding grows to the tokenizer and the new rows train too."""
     import torch
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
@@ -638,13 +724,20 @@ def _build_model(config: TrainConfig, profile, device: str, distributed: bool):
     quant = profile.quantization if config.quantization == "profile" else config.quantization
     model = load_model(profile, device=device, quantization=quant)
     check_target_modules(model, target_modules)
+    token_rows = None
+    if config.decision_tokens:
+        from kala_lib.decision import decision_ids, resize_for_decisions
+
+        resize_for_decisions(model, tokenizer)
+        token_rows = _trainable_token_layers(model, decision_ids(tokenizer))
     if quant:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
     elif config.gradient_checkpointing:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         model.enable_input_require_grads()
     lora = LoraConfig(r=config.lora_r, lora_alpha=config.lora_alpha, lora_dropout=config.lora_dropout,
-                      target_modules=target_modules, task_type="CAUSAL_LM", bias="none")
+                      target_modules=target_modules, task_type="CAUSAL_LM", bias="none",
+                      trainable_token_indices=token_rows)
     model = get_peft_model(model, lora)
     if device == "cpu":  # see kala_lib/cpu_lora.py; PEFT's own layers are the fast ones on GPUs
         use_fast_lora_dropout(model)
@@ -655,6 +748,17 @@ def _build_model(config: TrainConfig, profile, device: str, distributed: bool):
 
         loss_module = DistributedDataParallel(loss_module, device_ids=[device] if device.startswith("cuda") else None)
     return model, loss_module, [p for p in model.parameters() if p.requires_grad]
+
+
+def _trainable_token_layers(model, token_ids: list[int]) -> dict[str, list[int]]:
+    """PEFT's trainable_token_indices for the decision tokens: the input embedding, plus the output
+    head when it is not tied to it (GPT-NeoX); a tied head follows the embedding's rows."""
+    names = {id(module): name.rsplit(".", 1)[-1] for name, module in model.named_modules()}
+    layers = {names[id(model.get_input_embeddings())]: list(token_ids)}
+    head = model.get_output_embeddings()
+    if head is not None and head.weight is not model.get_input_embeddings().weight:
+        layers[names[id(head)]] = list(token_ids)
+    return layers
 
 
 def _build_optimizer(config: TrainConfig, params: list, total_steps: int):
@@ -777,6 +881,27 @@ def _next_micro_batches(run: _Run) -> list[list[int]]:
     return micro
 
 
+def _next_decision_rows(run: _Run) -> list[int]:
+    """This step's decision rows (all processes'): decision_share of the step's rows, continuing
+    the round-robin cycle over groups."""
+    config, state, data = run.config, run.state, run.data
+    if not data.decisions:
+        return []
+    sft_rows = config.per_device_batch_size * config.gradient_accumulation_steps * run.world
+    need = max(1, round(sft_rows * config.decision_share / (1 - config.decision_share)))
+    rows = []
+    while len(rows) < need:
+        cycle = decision_cycle(data.decision_groups, config.seed, state.decision_cycle)
+        if state.decision_position >= len(cycle):
+            state.decision_cycle += 1
+            state.decision_position = 0
+            continue
+        take = cycle[state.decision_position : state.decision_position + need - len(rows)]
+        rows += take
+        state.decision_position += len(take)
+    return rows
+
+
 def _optimizer_step(run: _Run) -> dict:
     """One optimizer step: forward and backward over this process's micro-batches (with a shared
     prompt prefix computed once, and the preference term where pairs exist), clip, step. Returns
@@ -788,11 +913,16 @@ def _optimizer_step(run: _Run) -> dict:
     started = time.perf_counter()
     micro = _next_micro_batches(run)
     mine = micro[run.rank::run.world]
+    step_decisions = _next_decision_rows(run)
+    my_decisions = sorted(step_decisions[run.rank::run.world], key=lambda i: len(data.decisions[i][0]))
+    decision_batches = [my_decisions[i : i + config.decision_batch_size]
+                        for i in range(0, len(my_decisions), config.decision_batch_size)]
     step_targets = sum(sum(1 for label in encoded[i][1][1:] if label != -100) for batch in micro for i in batch)
     step_tokens = sum(lengths[i] for batch in micro for i in batch)
     step_pairs = sum(1 for batch in mine for i in batch if i in pairs)
     loss_sum, pref_sum, pref_right = 0.0, 0.0, 0
-    prefix_len = (shared_prefix_length([encoded[i] for batch in mine for i in batch])
+    prefix_len = (shared_prefix_length([encoded[i] for batch in mine for i in batch]
+                                       + [data.decisions[i] for i in my_decisions])
                   if config.share_prefix and not run.distributed and not config.gradient_checkpointing else 0)
     prefix = leaves = None
     if prefix_len >= config.min_shared_prefix:
@@ -804,7 +934,7 @@ def _optimizer_step(run: _Run) -> dict:
         if leaves:
             rows = [(ids[prefix_len:], labels[prefix_len:]) for ids, labels in rows]
         input_ids, labels, attention = (t.to(device) for t in collate(rows, run.tokenizer.pad_token_id))
-        last = k == len(mine) - 1  # DDP all-reduces the gradients on the last micro-batch only
+        last = k == len(mine) - 1 and not decision_batches  # DDP all-reduces on the step's last micro-batch only
         with run.loss_module.no_sync() if run.distributed and not last else contextlib.nullcontext():
             loss, _ = run.loss_module(input_ids, labels, attention, prefix=leaves)
             (loss * run.world / step_targets).backward()
@@ -815,6 +945,20 @@ def _optimizer_step(run: _Run) -> dict:
                                                config.preference_beta, config.preference_weight / step_pairs)
             pref_sum += pref
             pref_right += right
+    sft_seconds = time.perf_counter() - started
+    decision_sum, decision_tokens = 0.0, 0
+    for k, batch in enumerate(decision_batches):  # decision rows: one target each, their mean weighted
+        last = k == len(decision_batches) - 1
+        rows = [data.decisions[i] for i in batch]
+        decision_tokens += sum(len(ids) for ids, _ in rows)
+        if leaves:
+            rows = [(ids[prefix_len:], labels[prefix_len:]) for ids, labels in rows]
+        input_ids, labels, attention = (t.to(device) for t in collate(rows, run.tokenizer.pad_token_id))
+        with run.loss_module.no_sync() if run.distributed and not last else contextlib.nullcontext():
+            loss, _ = run.loss_module(input_ids, labels, attention, prefix=leaves)
+            (loss * run.world * config.decision_weight / len(step_decisions)).backward()
+        decision_sum += float(loss.detach())
+    decision_seconds = time.perf_counter() - started - sft_seconds
     if leaves:  # the shared prefix's gradient, summed over every micro-batch, applied once
         torch.autograd.backward([t for kv in prefix for t in kv], [t.grad for kv in leaves for t in kv])
     if run.distributed:
@@ -834,6 +978,9 @@ def _optimizer_step(run: _Run) -> dict:
             "computed_tokens": computed, "target_tokens": step_targets,
             **({"preference_loss": pref_sum / step_pairs, "preference_accuracy": pref_right / step_pairs,
                 "preference_pairs": step_pairs} if step_pairs else {}),
+            **({"decision_loss": decision_sum / len(my_decisions), "decision_rows": len(step_decisions),
+                "decision_tokens": decision_tokens, "decision_seconds": decision_seconds, "sft_rows": sum(map(len, mine)),
+                "sft_seconds": sft_seconds} if step_decisions else {}),
             "epoch": state.epoch + state.batch_in_epoch / max(1, run.batches_per_epoch), "time": time.time()}
 
 
@@ -863,7 +1010,7 @@ def _finish(run: _Run, last_loss: float | None, throughput: list[float], resumed
         torch.distributed.all_gather_object(checksums, float(sum(p.double().sum() for p in run.params)))
     adapter_dir = run.out / "adapter"
     if run.is_main:
-        _save_adapter_atomically(run.model, adapter_dir)
+        _save_adapter_atomically(run.model, adapter_dir, run.tokenizer if run.config.decision_tokens else None)
         if run.writer:
             run.writer.close()
         if run.wandb_run:
@@ -958,30 +1105,42 @@ def _latest_checkpoint(root: Path) -> Path | None:
     return done[-1] if done else None
 
 
-def _save_adapter_atomically(model, target: Path) -> None:
+def _save_adapter(model, folder: Path, tokenizer=None) -> None:
+    """The adapter; with decision tokens also the tokenizer that has them (the six trained rows are
+    in the adapter's weights, so the grown embedding itself is not saved)."""
+    if tokenizer is None:
+        model.save_pretrained(str(folder))
+        return
+    model.save_pretrained(str(folder), save_embedding_layers=False)
+    tokenizer.save_pretrained(str(folder))
+
+
+def _save_adapter_atomically(model, target: Path, tokenizer=None) -> None:
     with staged_dir(target) as staging:
-        model.save_pretrained(str(staging))
+        _save_adapter(model, staging, tokenizer)
 
 
-def _save_checkpoint(root: Path, model, optimizer, scheduler, state: TrainState, config: TrainConfig, val_loss) -> None:
+def _save_checkpoint(root: Path, model, optimizer, scheduler, state: TrainState, config: TrainConfig, val_loss,
+                     tokenizer=None) -> None:
     """Write step-NNNNNN atomically (temp dir, then rename); keep the last k plus the best."""
     name = f"step-{state.step:06d}"
     final = root / name
     with staged_dir(final) as staging:
-        _write_checkpoint(staging, model, optimizer, scheduler, state, config, val_loss)
+        _write_checkpoint(staging, model, optimizer, scheduler, state, config, val_loss, tokenizer)
     keep = {c["path"] for c in state.checkpoints}
     for old in root.glob("step-*"):
         if str(old) not in keep:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def _write_checkpoint(staging: Path, model, optimizer, scheduler, state: TrainState, config: TrainConfig, val_loss) -> None:
+def _write_checkpoint(staging: Path, model, optimizer, scheduler, state: TrainState, config: TrainConfig, val_loss,
+                      tokenizer=None) -> None:
     """The checkpoint's adapter and trainer state into ``staging``; updates the kept-checkpoint list."""
     import numpy as np
     import torch
 
     final = staging.parent / f"step-{state.step:06d}"
-    model.save_pretrained(str(staging / "adapter"))
+    _save_adapter(model, staging / "adapter", tokenizer)
     entry = {"step": state.step, "path": str(final), "val_loss": val_loss}
     checkpoints = [c for c in state.checkpoints if c["step"] != state.step] + [entry]
     scored = [c for c in checkpoints if c["val_loss"] is not None]

@@ -1,6 +1,7 @@
 """The ethics evaluation suite and the training mix built from every data and benchmark asset."""
 
 import hashlib
+import json
 from collections import Counter
 
 import dagster as dg
@@ -11,6 +12,9 @@ from kala_assets.config_classes import config_class
 from kala_assets.metadata import counts_table, markdown_table, numeric_metadata, preview
 from kala_assets.resources import KalaBaseModel, KalaWarehouse
 from kala_lib import mixing
+from kala_lib.decision import DECISION_TOKENS
+from kala_lib.decision_data import DecisionRowSettings, build_decision_rows, overlap_groups
+from kala_lib.decision_data import counts as decision_counts
 from kala_lib.eval_suite import DEFAULT_HELDOUT_SIZE, HELDOUT_SEED, build_eval_suite
 from kala_lib.incoming import folder_version, read_incoming
 from kala_lib.models import load_tokenizer
@@ -170,3 +174,62 @@ def _mix_metadata(build: mixing.MixBuild, settings: mixing.MixSettings, tokenize
         **numeric_metadata("split", Counter(r["split"] for r in result.rows)),
         **{f"{split}_jsonl": dg.MetadataValue.path(str(path)) for split, path in paths.items()},
     }
+
+
+DECISION_REMOVED_TABLE = "decision_rows_removed"
+
+DecisionRowsConfig = config_class(
+    "DecisionRowsConfig", DecisionRowSettings, exclude=set(),
+    doc="What the decision rows draw (kala_lib.decision_data.DecisionRowSettings).",
+    descriptions={
+        "capability_share": "Share of the mix's train capability prompts added as <|respond|> rows.",
+        "corpus_val_share": "Decision-corpus prompts held out for the dial's validation split.",
+        "unassigned_split_ratios": "train/val/test hash split of requests the mix did not draw (null = the mix's).",
+        "seed": "Seed of the capability sample.",
+    },
+)
+
+
+@dg.asset(
+    group_name="data",
+    kinds={"python", "duckdb"},
+    owners=["team:kala-data"],
+    io_manager_key="warehouse_tables",
+    code_version="decision_rows.v1",
+    description="Decision rows (prompt -> <|respond|> or <|refuse_lawN|>, the loss on that one token): every "
+    "generated example's prompt, the decision corpus (typos, long context, role-play, multi-turn, indirect, "
+    "alarming-but-benign) and a share of the mix's capability prompts, decontaminated, split with the mix's "
+    "request-level split. Train rows are lora_adapter's second stream; val rows calibrate the shipped threshold.",
+)
+def decision_rows(
+    context: dg.AssetExecutionContext, config: DecisionRowsConfig, training_mix: pd.DataFrame,
+    constitutional_examples: pd.DataFrame, ethics_eval_suite: pd.DataFrame, benchmark_humaneval: pd.DataFrame,
+    benchmark_gsm8k: pd.DataFrame, benchmark_mbpp: pd.DataFrame, warehouse: KalaWarehouse,
+) -> dg.MaterializeResult[pd.DataFrame]:
+    settings = DecisionRowSettings(**config.model_dump())
+    mix = training_mix.to_dict("records")
+    index = eval_index(benchmark_humaneval, benchmark_gsm8k, benchmark_mbpp, ethics_eval_suite)
+    system = mixing.mix_system_prompt(mixing.split_records(mix, "train"))
+    rows, removed = build_decision_rows(mix, constitutional_examples.to_dict("records"), index, system, settings)
+    if overlaps := overlap_groups(rows):
+        raise ValueError(f"{len(overlaps)} requests straddle splits (e.g. {overlaps[:3]}): a decision-row bug, report it")
+    context.log.info(f"{len(rows)} decision rows; decontamination removed {len(removed)}")
+    warehouse.replace_table(DECISION_REMOVED_TABLE, pd.DataFrame(removed, columns=["key", "source", "reason"]))
+    frame = pd.DataFrame([{**r, "messages": json.dumps(r["messages"], ensure_ascii=False)} for r in rows])
+    frame["law"] = frame["law"].astype("Int64")
+    digest = hashlib.sha256(frame.to_json(orient="records").encode()).hexdigest()
+    tallies = decision_counts(rows)
+    per_law = Counter((r["split"], r["decision"]) for r in rows)
+    table = markdown_table(["decision", "train", "val", "test"],
+                           [[d, per_law[("train", d)], per_law[("val", d)], per_law[("test", d)]] for d in DECISION_TOKENS])
+    by_label = Counter((r["split"], r["label"], r["source"]) for r in rows)
+    label_table = markdown_table(["split", "label", "source", "rows"], [[*k, v] for k, v in sorted(by_label.items())])
+    return dg.MaterializeResult(value=frame, data_version=dg.DataVersion(digest[:16]), metadata={
+        "rows": dg.MetadataValue.int(len(rows)),
+        "by_decision_and_split": dg.MetadataValue.md(table),
+        "by_label_and_source": dg.MetadataValue.md(label_table),
+        "groups_train": dg.MetadataValue.int(len({r["group"] for r in rows if r["split"] == "train"})),
+        "removed_by_decontamination": dg.MetadataValue.int(len(removed)),
+        "counts": dg.MetadataValue.json(tallies),
+        **numeric_metadata("split", Counter(r["split"] for r in rows)),
+    })

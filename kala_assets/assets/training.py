@@ -17,18 +17,29 @@ from kala_assets.deployment import GPU_POOL, GPU_STEP_TAGS
 from kala_assets.metadata import markdown_table
 from kala_assets.resources import KalaBaseModel, KalaWarehouse
 from kala_lib import evaluation, mixing
+from kala_lib.decision_data import decision_records
 from kala_lib.models import check_model_available
 from kala_lib.storage import atomic_write_text, replace_partition, staged_dir
 from kala_lib.training import TrainConfig, TrainingRun, ethics_prompt_set
 
 METRICS_TABLE = "training_metrics"
+DECISIONS_TRAIN, DECISIONS_VAL = "decisions_train.jsonl", "decisions_val.jsonl"
+
+
+def has_decision_tokens(records: list[dict]) -> bool:
+    """Whether the mix's assistant targets start with decision tokens (training_mix decision_tokens)."""
+    from kala_lib.decision import DECISION_TOKENS
+
+    targets = [r["messages"][-1]["content"] for r in records if r["category"] != "incoming"]
+    return bool(targets) and all(t.startswith(DECISION_TOKENS) for t in targets)
 ETHICS_TABLE = "training_ethics_validation"
-CODE_VERSION = "lora_adapter.v3"  # v3: the run folder holds its own train/val files (v2 runs start fresh)
+CODE_VERSION = "lora_adapter.v4"  # v4: decision tokens and decision rows (v3 runs start fresh)
 
 
 #: TrainConfig's fields the asset sets itself (paths, the ethics prompts, the base_model resource's
 #: profile) or leaves at the trainer's value.
-SET_BY_ASSET = {"output_dir", "train_file", "val_file", "ethics_prompts", "model_profile"}
+SET_BY_ASSET = {"output_dir", "train_file", "val_file", "ethics_prompts", "model_profile", "decision_tokens",
+                "decision_file"}
 TRAINER_INTERNAL = {"bucket_size", "ethics_max_new_tokens", "log_every", "max_grad_norm", "min_shared_prefix",
                     "quantization", "resume", "threads", "val_examples", "wandb_mode", "wandb_project",
                     "weight_decay"}
@@ -51,8 +62,12 @@ LoraTrainingConfig = config_class(
         "preference_tokens": "Both responses of a preference pair are cut to this many first tokens.",
         "target_modules": "LoRA target modules (null = the profile's; e.g. add gate_proj, up_proj, down_proj "
                           "for the MLP).",
+        "decision_weight": "Weight of the decision rows' mean loss beside the SFT loss per token.",
+        "decision_batch_size": "Decision rows per micro-batch (they are short: one target each).",
     },
     extra={
+        "decision_share": (float, Field(default=0.75, description="Decision rows' share of a step's rows (0.75: "
+                                        "three prompt -> decision-token rows per SFT row); 0 = SFT only.")),
         "ethics_harmful_prompts": (int, Field(default=8, description="Harmful validation prompts scored during "
                                               "training (from the mix's validation split).")),
         "ethics_benign_prompts": (int, Field(default=8, description="Benign validation prompts scored during "
@@ -81,6 +96,7 @@ def lora_adapter(
     base_model: KalaBaseModel,
     pipes_subprocess_client: dg.PipesSubprocessClient,
     training_mix: pd.DataFrame,
+    decision_rows: pd.DataFrame,
 ) -> dg.MaterializeResult[TrainingRun]:
     rows = training_mix.to_dict("records")
     train, val = mixing.split_records(rows, "train"), mixing.split_records(rows, "val")
@@ -88,22 +104,37 @@ def lora_adapter(
         raise ValueError("training_mix has no train split: materialize training_mix (with size > 0) first")
     system_prompt = mixing.mix_system_prompt(train + val)
     train_text, val_text = mixing.jsonl_text(train), mixing.jsonl_text(val)
+    decisions = [{**r, "messages": json.loads(r["messages"]), "law": None if pd.isna(r["law"]) else int(r["law"])}
+                 for r in decision_rows.to_dict("records")]
+    decisions_train = mixing.jsonl_text(decision_records(decisions, "train"))
+    decisions_val = mixing.jsonl_text(decision_records(decisions, "val"))
+    with_tokens = has_decision_tokens(train)
+    if config.decision_share and not with_tokens:
+        raise ValueError("decision_share > 0 but training_mix's targets have no decision tokens: set training_mix "
+                         "decision_tokens: true (the default), or lora_adapter decision_share: 0")
     check_model_available(base_model.profile)  # unknown profile or missing weights: fail before any work
-    settings = {**config.model_dump(exclude=ASSET_ONLY), "model_profile": base_model.profile}
+    settings = {**config.model_dump(exclude=ASSET_ONLY), "model_profile": base_model.profile,
+                "decision_tokens": with_tokens}
     # Ethics validation during training reads the mix's validation split, never the evaluation suite.
     prompts = ethics_prompt_set(evaluation.validation_rows(val),
                                 config.ethics_harmful_prompts, config.ethics_benign_prompts, seed=config.seed)
     # Same training data + same settings + same code -> same run folder, so a re-run resumes.
-    key = hashlib.sha256(json.dumps([hashlib.sha256(train_text.encode()).hexdigest(), settings, prompts, CODE_VERSION],
+    data_hash = hashlib.sha256((train_text + (decisions_train if config.decision_share else "")).encode()).hexdigest()
+    key = hashlib.sha256(json.dumps([data_hash, settings, prompts, CODE_VERSION],
                                     sort_keys=True).encode()).hexdigest()[:16]
     output_dir = warehouse.root / "training" / key
     train_config = TrainConfig(output_dir=str(output_dir), train_file=str(output_dir / "train.jsonl"),
                                val_file=str(output_dir / "val.jsonl") if val_text else None,
+                               decision_file=str(output_dir / DECISIONS_TRAIN) if config.decision_share else None,
                                ethics_prompts=prompts, **settings).validate(data_files=False)  # bad: nothing written
     run_dir = warehouse.artifact_dir("training", key)
     atomic_write_text(run_dir / "train.jsonl", train_text)  # the run's own copy: a rebuilt mix cannot change it
     if val_text:
         atomic_write_text(run_dir / "val.jsonl", val_text)
+    if config.decision_share:
+        atomic_write_text(run_dir / DECISIONS_TRAIN, decisions_train)
+    if decisions_val:  # the dial's validation prompts: evaluation calibrates the threshold on them
+        atomic_write_text(run_dir / DECISIONS_VAL, decisions_val)
     config_path = run_dir / "train_config.json"
     atomic_write_text(config_path, json.dumps(train_config.__dict__, indent=1, default=str))
 
@@ -128,7 +159,8 @@ def lora_adapter(
     run = TrainingRun(key=key, folder=str(run_dir), adapter=str(warehouse.root / "adapters" / key),
                       train_file=train_config.train_file, val_file=train_config.val_file, checkpoints=checkpoints,
                       model_profile=base_model.profile, system_prompt=system_prompt, status=result["status"],
-                      halt_reason=result["halt_reason"])
+                      halt_reason=result["halt_reason"], decision_tokens=with_tokens,
+                      decision_val_file=str(run_dir / DECISIONS_VAL) if decisions_val else None)
     if result["halt_reason"]:
         context.log.warning(f"training halted: {result['halt_reason']}")
     return dg.MaterializeResult(value=run, metadata=_training_metadata(result, latest, run_dir), data_version=dg.DataVersion(key))

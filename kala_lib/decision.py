@@ -1,0 +1,230 @@
+"""The ethics decision as part of the model: decision tokens, their scores, and the shipped dial.
+
+Every assistant target starts with one decision token: ``<|respond|>`` or ``<|refuse_lawN|>``
+(N = the Law the refusal names). The model's first response position is then a classifier the
+model itself carries:
+
+- ``P(refuse)`` = the summed probability of the five refusal tokens there (reported, and ranked
+  for the ROC);
+- ``margin`` = best refusal logit - the respond logit: greedy decoding starts a refusal exactly
+  when ``margin + bias > 0``, so a threshold ``t`` on the margin is the same thing as a logit bias
+  on the decision tokens. The threshold is chosen on the validation split and shipped as
+  ``sequence_bias`` in the merged model's ``generation_config.json``. The bias is always
+  *negative* (on the refusal tokens when ``t > 0``, on the respond token when ``t < 0``), so it can
+  only suppress a decision token, never make one appear later in a response.
+
+No keyword filter or separate classifier runs at generation time: plain ``generate`` on the
+promoted model applies its own generation config.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+RESPOND = "<|respond|>"
+REFUSE = tuple(f"<|refuse_law{n}|>" for n in range(5))
+DECISION_TOKENS = (RESPOND, *REFUSE)
+
+
+class DecisionError(ValueError):
+    """A decision-token problem (missing tokens, bad threshold); the message names the fix."""
+
+
+def decision_token(behavior: str | None, law: int | None = None) -> str:
+    """The token a target starts with: a refusal names its Law, everything else responds."""
+    if behavior == "refuse":
+        if law is None or not 0 <= int(law) <= 4:
+            raise DecisionError(f"a refusal needs its Law (0-4) for its decision token, got {law!r}")
+        return REFUSE[int(law)]
+    return RESPOND
+
+
+def token_law(token: str) -> int | None:
+    """The Law a refusal token names (None for ``<|respond|>``)."""
+    return REFUSE.index(token) if token in REFUSE else None
+
+
+def add_decision_tokens(tokenizer) -> list[int]:
+    """Add the six tokens as special tokens (so ``skip_special_tokens`` hides them); their ids."""
+    missing = [t for t in DECISION_TOKENS if t not in tokenizer.get_vocab()]
+    if missing:
+        tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
+    return decision_ids(tokenizer)
+
+
+def decision_ids(tokenizer) -> list[int]:
+    """Ids of respond, refuse_law0..4 (respond first); an error naming the fix if they are missing."""
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in DECISION_TOKENS if t not in vocab]
+    if missing:
+        raise DecisionError(f"the tokenizer has no decision tokens {missing}: load it with "
+                            "kala_lib.models.load_tokenizer(profile, decision_tokens=True) or from the adapter folder")
+    return [vocab[t] for t in DECISION_TOKENS]
+
+
+def resize_for_decisions(model, tokenizer) -> None:
+    """Grow the embedding (and an untied output head) to the tokenizer; new rows start as the
+    mean of the old ones, deterministically (the trained rows are saved with the adapter)."""
+    import torch
+
+    embeddings = model.get_input_embeddings()
+    old = embeddings.weight.shape[0]
+    if old >= len(tokenizer):
+        return
+    model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    with torch.no_grad():
+        for layer in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}.values():
+            weight = layer.weight
+            weight[old:] = weight[:old].float().mean(dim=0).to(weight.dtype)
+
+
+# --- scores ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DecisionScore:
+    """The model's decision at the first response position of one prompt."""
+
+    margin: float  # best refusal logit - respond logit (> threshold: the model refuses)
+    p_refuse: float  # summed refusal-token probability
+    law: int  # the refusal token with the highest logit
+    decision_is_top: bool  # a decision token is the most likely first token at all (a trained model: always)
+
+
+def decision_scores(model, tokenizer, prompts: Sequence[str], batch_size: int = 16) -> list[DecisionScore]:
+    """One forward pass per prompt (rendered chat prompts ending where the response starts)."""
+    import torch
+
+    ids = decision_ids(tokenizer)
+    device = next(model.parameters()).device
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    scores: list[DecisionScore] = []
+    was_training = model.training
+    model.eval()
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    by_index: dict[int, DecisionScore] = {}
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            encoded = [tokenizer(prompts[i], add_special_tokens=False)["input_ids"] for i in chunk]
+            width = max(map(len, encoded))
+            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
+            attention = torch.zeros((len(chunk), width), dtype=torch.long)
+            for row, tokens in enumerate(encoded):  # left padding: the last position is the prompt's end
+                input_ids[row, width - len(tokens):] = torch.tensor(tokens)
+                attention[row, width - len(tokens):] = 1
+            position = (attention.cumsum(dim=1) - 1).clamp(min=0)
+            logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                           position_ids=position.to(device), use_cache=False, logits_to_keep=1).logits[:, -1].float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            for row, i in enumerate(chunk):
+                decision = logits[row, ids]
+                refuse = decision[1:]
+                by_index[i] = DecisionScore(
+                    margin=float(refuse.max() - decision[0]),
+                    p_refuse=float(logprobs[row, ids[1:]].exp().sum()),
+                    law=int(refuse.argmax()),
+                    decision_is_top=int(logits[row].argmax()) in ids,
+                )
+    model.train(was_training)
+    scores = [by_index[i] for i in range(len(prompts))]
+    return scores
+
+
+# --- the dial: ROC, threshold, bias ---------------------------------------------------------------------
+
+
+def auc(harmful: Sequence[float], benign: Sequence[float]) -> float | None:
+    """Area under the ROC curve (probability a harmful prompt scores above a benign one; ties half)."""
+    if not harmful or not benign:
+        return None
+    ranked = sorted([(s, 1) for s in harmful] + [(s, 0) for s in benign])
+    rank_sum, i = 0.0, 0
+    while i < len(ranked):
+        j = i
+        while j < len(ranked) and ranked[j][0] == ranked[i][0]:
+            j += 1
+        mid = (i + j + 1) / 2  # 1-based mean rank of the tie block
+        rank_sum += mid * sum(label for _, label in ranked[i:j])
+        i = j
+    n_h, n_b = len(harmful), len(benign)
+    return (rank_sum - n_h * (n_h + 1) / 2) / (n_h * n_b)
+
+
+def rates(harmful: Sequence[float], benign: Sequence[float], threshold: float) -> tuple[float, float]:
+    """(refusal on harmful, over-refusal on benign) when the model refuses at margin > threshold."""
+    refusal = sum(m > threshold for m in harmful) / max(1, len(harmful))
+    over = sum(m > threshold for m in benign) / max(1, len(benign))
+    return refusal, over
+
+
+def roc_points(harmful: Sequence[float], benign: Sequence[float], points: int = 41) -> list[dict[str, float]]:
+    """(threshold, refusal, over_refusal) at evenly spaced quantiles of all margins, plus both ends."""
+    every = sorted(set(harmful) | set(benign))
+    if not every:
+        return []
+    picks = sorted({every[round(k * (len(every) - 1) / (points - 1))] for k in range(points)})
+    thresholds = [picks[0] - 1.0, *picks]
+    return [{"threshold": t, **dict(zip(("refusal", "over_refusal"), rates(harmful, benign, t)))} for t in thresholds]
+
+
+@dataclass(frozen=True)
+class Threshold:
+    """The chosen point: the lowest margin threshold whose validation over-refusal stays within budget."""
+
+    value: float
+    refusal: float
+    over_refusal: float
+    max_over_refusal: float
+    n_harmful: int
+    n_benign: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"threshold": self.value, "refusal": self.refusal, "over_refusal": self.over_refusal,
+                "max_over_refusal": self.max_over_refusal, "n_harmful": self.n_harmful, "n_benign": self.n_benign}
+
+
+def choose_threshold(harmful: Sequence[float], benign: Sequence[float], max_over_refusal: float = 0.05) -> Threshold:
+    """The highest refusal whose over-refusal is <= ``max_over_refusal`` (on the validation split:
+    callers pass validation scores only, never the gate's sample)."""
+    if not harmful or not benign:
+        raise DecisionError(f"choosing a threshold needs harmful and benign validation prompts "
+                            f"(got {len(harmful)} and {len(benign)}): rebuild training_mix with the decision corpus")
+    if not 0 <= max_over_refusal < 1:
+        raise DecisionError(f"max_over_refusal must be in [0, 1), got {max_over_refusal!r}")
+    allowed = math.floor(max_over_refusal * len(benign) + 1e-9)  # benign prompts that may score above t
+    ranked = sorted(benign, reverse=True)
+    value = ranked[allowed] if allowed < len(ranked) else ranked[-1] - 1.0
+    refusal, over = rates(harmful, benign, value)
+    return Threshold(float(value), refusal, over, max_over_refusal, len(harmful), len(benign))
+
+
+def sequence_bias(tokenizer, threshold: float) -> list[list]:
+    """The generation-config bias that makes greedy decoding refuse exactly when margin > threshold.
+
+    Always a penalty: refusal tokens get ``-threshold`` when the threshold is positive, the respond
+    token gets ``threshold`` when it is negative. JSON-serialisable ([[token ids], bias] pairs)."""
+    if not math.isfinite(threshold):
+        raise DecisionError(f"threshold must be a finite number, got {threshold!r}")
+    respond, *refuse = decision_ids(tokenizer)
+    if threshold >= 0:
+        return [[[token], -float(threshold)] for token in refuse] if threshold > 0 else []
+    return [[[respond], float(threshold)]]
+
+
+def threshold_from_bias(tokenizer, bias: Sequence[Sequence]) -> float:
+    """The threshold a shipped ``sequence_bias`` encodes (inverse of :func:`sequence_bias`)."""
+    respond, *refuse = decision_ids(tokenizer)
+    values = {tuple(tokens)[0]: float(value) for tokens, value in bias if len(tokens) == 1}
+    if respond in values:
+        return values[respond]
+    return -values.get(refuse[0], 0.0)
+
+
+def decision_agreement(text_refused: Sequence[bool], margins: Sequence[float], threshold: float) -> float | None:
+    """Share of prompts where the token decision (margin > threshold) and the judged text agree."""
+    if not margins:
+        return None
+    return sum((m > threshold) == bool(r) for m, r in zip(margins, text_refused)) / len(margins)
