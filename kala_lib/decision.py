@@ -48,7 +48,8 @@ def token_law(token: str) -> int | None:
 
 def add_decision_tokens(tokenizer) -> list[int]:
     """Add the six tokens as special tokens (so ``skip_special_tokens`` hides them); their ids."""
-    missing = [t for t in DECISION_TOKENS if t not in tokenizer.get_vocab()]
+    vocab = tokenizer.get_vocab()  # built anew on every call: once here
+    missing = [t for t in DECISION_TOKENS if t not in vocab]
     if missing:
         tokenizer.add_special_tokens({"additional_special_tokens": missing}, replace_extra_special_tokens=False)
     return decision_ids(tokenizer)
@@ -64,20 +65,35 @@ def decision_ids(tokenizer) -> list[int]:
     return [vocab[t] for t in DECISION_TOKENS]
 
 
-def resize_for_decisions(model, tokenizer) -> None:
-    """Grow the embedding (and an untied output head) to the tokenizer; new rows start as the
-    mean of the old ones, deterministically (the trained rows are saved with the adapter)."""
+#: Where the new rows start (TrainConfig.decision_init): the mean of all rows, or a natural opening
+#: word's row (respond as the opening of an answer, every refusal as the opening of "I can't").
+DECISION_INITS = ("mean", "words")
+INIT_WORDS = {RESPOND: "Sure", **{token: "I" for token in REFUSE}}
+
+
+def resize_for_decisions(model, tokenizer, init: str = "mean") -> None:
+    """Grow the embedding (and an untied output head) to the tokenizer; the new rows start as
+    ``init`` says, deterministically. Loading needs no init: PEFT saves the trained rows' values
+    with the adapter and writes them over whatever the rows start as."""
     import torch
 
+    if init not in DECISION_INITS:
+        raise DecisionError(f"decision_init must be one of {DECISION_INITS}, got {init!r}")
     embeddings = model.get_input_embeddings()
     old = embeddings.weight.shape[0]
     if old >= len(tokenizer):
         return
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    vocab = tokenizer.get_vocab()
+    sources = {vocab[t]: tokenizer(INIT_WORDS[t], add_special_tokens=False)["input_ids"][0]
+               for t in DECISION_TOKENS if vocab[t] >= old}
     with torch.no_grad():
         for layer in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}.values():
             weight = layer.weight
             weight[old:] = weight[:old].float().mean(dim=0).to(weight.dtype)
+            if init == "words":
+                for row, word in sources.items():
+                    weight[row] = weight[word]
 
 
 # --- scores ---------------------------------------------------------------------------------------------

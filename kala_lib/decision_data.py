@@ -121,6 +121,19 @@ def _mix_ratios(mix_rows: Sequence[Mapping[str, Any]]) -> list[float]:
     return [counts[s] / total for s in SPLITS] if counts else [0.9, 0.05, 0.05]
 
 
+def from_table(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of the decision_rows table as build_decision_rows made them (messages parsed from JSON,
+    a missing Law as None: the table stores it as a nullable integer)."""
+    out = []
+    for record in records:
+        try:
+            law = int(record["law"])
+        except (TypeError, ValueError):  # None, NaN or pandas' NA
+            law = None
+        out.append({**record, "messages": json.loads(record["messages"]), "law": law})
+    return out
+
+
 def decision_records(rows: Iterable[Mapping[str, Any]], split: str) -> list[dict[str, Any]]:
     """One split's rows as the trainer's decision records (JSONL lines)."""
     keep = ("key", "group", "source", "label", "law", "style", "decision", "messages")

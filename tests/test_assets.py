@@ -198,7 +198,8 @@ def test_dagster_training_config_mirrors_the_trainer_config():
     from kala_assets.assets.training import LoraTrainingConfig
     from kala_lib.training import TrainConfig
 
-    set_by_asset = {"output_dir", "train_file", "val_file", "ethics_prompts", "model_profile"}  # profile: base_model
+    set_by_asset = {"output_dir", "train_file", "val_file", "ethics_prompts", "model_profile",  # profile: base_model
+                    "decision_tokens", "decision_file"}  # from training_mix and decision_rows
     internal = {"bucket_size", "ethics_max_new_tokens", "log_every", "max_grad_norm", "min_shared_prefix",
                 "quantization", "resume", "threads", "val_examples", "wandb_mode",
                 "wandb_project", "weight_decay"}
@@ -207,4 +208,7 @@ def test_dagster_training_config_mirrors_the_trainer_config():
     dagster = {name: field.default for name, field in LoraTrainingConfig.model_fields.items()}
     assert set(trainer) - set(dagster) == set_by_asset | internal, "a new TrainConfig field needs a Dagster config field"
     assert set(dagster) - set(trainer) == dagster_only, "a Dagster config field the trainer does not know"
-    assert {k: (trainer[k], dagster[k]) for k in set(trainer) & set(dagster) if trainer[k] != dagster[k]} == {}
+    # One deliberate difference: the trainer alone has no decision file (plain SFT); the asset always has
+    # decision_rows, so its default turns the second stream on.
+    assert {k: (trainer[k], dagster[k]) for k in set(trainer) & set(dagster)
+            if trainer[k] != dagster[k]} == {"decision_share": (0.0, 0.75)}

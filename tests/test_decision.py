@@ -267,6 +267,30 @@ def test_decision_settings_are_validated(tmp_path, decision_files):
         _decision_config(tmp_path, decision_files, decision_file=str(tmp_path / "none.jsonl")).validate()
 
 
+def test_decision_init_words_starts_each_token_as_its_opening_word(tmp_path, decision_files):
+    """init "words": respond starts as "Sure" and each refusal as "I", in the embedding and the untied
+    head alike, so the first decision is the base model's own choice between those openings."""
+    from kala_lib.models import load_model
+
+    profile = get_profile("tiny-gpt-neox")
+    tokenizer = load_tokenizer(profile, decision_tokens=True)
+    rows = {}
+    for init in ("mean", "words"):
+        model = load_model(profile)
+        d.resize_for_decisions(model, tokenizer, init=init)
+        rows[init] = (model.get_input_embeddings().weight, model.get_output_embeddings().weight)
+    respond, *refuse = d.decision_ids(tokenizer)
+    sure, i = (tokenizer(w, add_special_tokens=False)["input_ids"][0] for w in ("Sure", "I"))
+    for weight in rows["words"]:
+        assert torch.equal(weight[respond], weight[sure]) and all(torch.equal(weight[r], weight[i]) for r in refuse)
+    for weight in rows["mean"]:
+        assert not torch.equal(weight[respond], weight[sure])
+    with pytest.raises(d.DecisionError, match="decision_init must be one of"):
+        d.resize_for_decisions(load_model(profile), tokenizer, init="zeros")
+    with pytest.raises(TrainingError, match="decision_init must be one of"):
+        _decision_config(tmp_path, decision_files, decision_init="zeros").validate()
+
+
 def test_decision_tokens_train_save_reload_and_merge_with_the_bias(tmp_path, decision_files):
     result = train(_decision_config(tmp_path, decision_files))
     rows = [json.loads(line) for line in Path(result.output_dir, "metrics.jsonl").read_text().splitlines()]

@@ -116,9 +116,7 @@ def test_bad_mix_weights_fail_before_writing(built):
 
 def test_lora_adapter_asset_trains_through_pipes(built):
     """The Pipes asset end to end on the tiny GPT-NeoX: adapter published, metrics in DuckDB, check."""
-    from peft import PeftModel
-
-    from kala_lib.models import load_model
+    from kala_lib.models import load_adapter_model
 
     warehouse, _ = built
     config = {"max_steps": 2, "save_every": 1, "ethics_every": 2,
@@ -135,7 +133,7 @@ def test_lora_adapter_asset_trains_through_pipes(built):
     assert metadata["status"].value == "finished" and metadata["steps"].value == 2
     latest = warehouse.root / "adapters" / "latest"
     assert (latest / "adapter_config.json").exists()
-    model = PeftModel.from_pretrained(load_model("tiny-gpt-neox"), str(latest))
+    model = load_adapter_model("tiny-gpt-neox", latest)  # grows the embedding to the adapter's decision tokens
     assert model.peft_config["default"].r == 16
     assert rows(warehouse, "SELECT count(*) FROM training_metrics") == [(2,)]
     assert rows(warehouse, "SELECT min(step), max(step) FROM training_ethics_validation") == [(0, 2)]
@@ -155,7 +153,7 @@ def test_lora_adapter_asset_trains_through_pipes(built):
 TINY_TRAIN = {"max_steps": 2, "save_every": 1, "ethics_every": 2,
               "ethics_harmful_prompts": 1, "ethics_benign_prompts": 1, "max_seq_len": 256,
               "fail_on_ethics_violation": False}
-TINY_EVAL = {"ethics_limit": 8, "validation_limit": 4, "gsm8k_limit": 2, "humaneval_limit": 1, "mbpp_limit": 1, "perplexity_examples": 4,
+TINY_EVAL = {"ethics_limit": 8, "validation_limit": 4, "decision_validation_limit": 2, "gsm8k_limit": 2, "humaneval_limit": 1, "mbpp_limit": 1, "perplexity_examples": 4,
              "ethics_max_new_tokens": 8, "math_max_new_tokens": 8, "code_max_new_tokens": 8}
 
 
@@ -188,10 +186,12 @@ def test_gate_blocks_a_failing_adapter_and_promotes_a_passing_one(built):
     assert rows(warehouse, "SELECT count(*) FROM eval_results WHERE model = 'base' AND sample = 'gate'") == [(8,)]
     per_model = rows(warehouse, "SELECT model, count(*) FROM eval_results WHERE sample = 'validation' GROUP BY 1")
     assert len({n for _, n in per_model}) == 1 and 0 < per_model[0][1] <= 4  # every model, the same validation prompts
+    # (decision-token runs: 2 harmful + 2 benign decision rows, one forward pass each)
     # selection read the validation split only: one checkpoint has gate scores, every one has validation scores
     gated = rows(warehouse, "SELECT DISTINCT model FROM eval_results WHERE sample = 'gate' AND model != 'base'")
     assert len(gated) == 1
-    assert rows(warehouse, "SELECT count(DISTINCT model) FROM eval_results WHERE sample = 'validation'") == [(3,)]
+    # (the base model has no decision tokens: it is compared on the gate's sample and capability only)
+    assert rows(warehouse, "SELECT count(DISTINCT model) FROM eval_results WHERE sample = 'validation'") == [(2,)]
     check = gate["ethics_gate"].metadata
     assert check["refusal_rate_harmful"].value == 0.0 and check["min_ethics_compliance"].value == 0.95
     assert {"refusal_rate_harmful_ci_high", "over_refusal_benign_n", "max_over_refusal"} <= set(check)

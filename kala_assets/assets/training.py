@@ -17,7 +17,7 @@ from kala_assets.deployment import GPU_POOL, GPU_STEP_TAGS
 from kala_assets.metadata import markdown_table
 from kala_assets.resources import KalaBaseModel, KalaWarehouse
 from kala_lib import evaluation, mixing
-from kala_lib.decision_data import decision_records
+from kala_lib.decision_data import decision_records, from_table
 from kala_lib.models import check_model_available
 from kala_lib.storage import atomic_write_text, replace_partition, staged_dir
 from kala_lib.training import TrainConfig, TrainingRun, ethics_prompt_set
@@ -64,6 +64,8 @@ LoraTrainingConfig = config_class(
                           "for the MLP).",
         "decision_weight": "Weight of the decision rows' mean loss beside the SFT loss per token.",
         "decision_batch_size": "Decision rows per micro-batch (they are short: one target each).",
+        "decision_init": "Where the decision tokens' new rows start: mean (of all rows) or words (respond as 'Sure', "
+                         "each refusal as 'I').",
     },
     extra={
         "decision_share": (float, Field(default=0.75, description="Decision rows' share of a step's rows (0.75: "
@@ -104,8 +106,7 @@ def lora_adapter(
         raise ValueError("training_mix has no train split: materialize training_mix (with size > 0) first")
     system_prompt = mixing.mix_system_prompt(train + val)
     train_text, val_text = mixing.jsonl_text(train), mixing.jsonl_text(val)
-    decisions = [{**r, "messages": json.loads(r["messages"]), "law": None if pd.isna(r["law"]) else int(r["law"])}
-                 for r in decision_rows.to_dict("records")]
+    decisions = from_table(decision_rows.to_dict("records"))
     decisions_train = mixing.jsonl_text(decision_records(decisions, "train"))
     decisions_val = mixing.jsonl_text(decision_records(decisions, "val"))
     with_tokens = has_decision_tokens(train)
