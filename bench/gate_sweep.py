@@ -15,7 +15,7 @@ as checkpoint_evaluations). ``probe`` fits a logistic regression on the last pro
 state of 400 training prompts and scores the same 240-prompt eval sample: an estimate of how well
 the base model's representation separates harmful from benign prompts at all.
 
-Results of the runs behind the README's figures: bench/results/gate_sweep_h200.jsonl, gate_probe_cpu.log.
+Results of the runs behind the figures in docs/ethics.md (History): bench/results/gate_sweep_h200.jsonl, gate_probe_cpu.log.
 The last line of ``run``: best_gap=<refusal - over_refusal> at=<config/checkpoint> refusal=<r> over_refusal=<o>
 """
 

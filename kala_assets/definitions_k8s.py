@@ -5,7 +5,7 @@ Dagster Helm chart (``deploy/k8s/values.yaml``: K8sRunLauncher, daemon with run 
 retries). Training and evaluation steps ask for a GPU through their ``dagster-k8s/config`` tags
 (``kala_assets.deployment``); the data steps get the executor's small default pod. Every pod mounts
 the shared data volume at KALA_DATA_DIR, so the DuckDB warehouse and the artifacts are shared.
-For MotherDuck or an object store see the README ("Past one machine").
+For MotherDuck or an object store see docs/operations.md ("Past one machine").
 """
 
 import dagster as dg

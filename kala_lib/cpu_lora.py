@@ -121,7 +121,7 @@ def use_fused_lora(model) -> int:
     active adapters, quantized or trainable bases) takes PEFT's own forward, so the results are
     PEFT's. A layer keeps its parameters: saving, loading and merging see an ordinary PEFT model. Forward and
     backward match PEFT's with FastDropout under the same seed (same mask draws); SmolLM2 trains
-    1.10-1.13x faster with it (README, "The trainer")."""
+    1.10-1.13x faster with it (docs/architecture.md, "The trainer")."""
     import torch
     from peft.tuners.lora.layer import Linear as LoraLinear
 

@@ -385,7 +385,7 @@ def build_mix(
 ) -> MixResult:
     """``ethics_refusal_share``: the share of refusals within the ethics category (None = as the pool
     has them; the generator's type counts make 74% of its examples refusals). It sets how often a
-    trained model refuses, not how well it tells harmful from benign (README: the gate sweep)."""
+    trained model refuses, not how well it tells harmful from benign (docs/ethics.md: the gate sweep)."""
     if isinstance(size, bool) or not isinstance(size, int) or size <= 0:
         raise MixError(f"mix size must be a positive whole number, got {size!r}")
     if not isinstance(max_repeats, int) or max_repeats < 1:

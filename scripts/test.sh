@@ -3,5 +3,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-./scripts/install_browser.sh
+. scripts/phase.sh
+phase "chromium (the browser test)" ./scripts/install_browser.sh
 exec .venv/bin/python -m pytest "$@"

@@ -1,6 +1,6 @@
 """Reliability drill: twenty-one kinds of bad input against one built warehouse. Each must fail with a
 message naming the problem, and leave every earlier table and file exactly as it was.
-(The README's "Bad input" table lists the same cases.)"""
+(The "Bad input" table in docs/reliability.md lists the same cases.)"""
 
 import hashlib
 import json
