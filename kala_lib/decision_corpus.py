@@ -192,18 +192,10 @@ def summary(prompts: list[DecisionPrompt] | tuple[DecisionPrompt, ...]) -> dict[
 
 
 def main(argv: list[str]) -> int:
+    from kala_lib.ethics_corpus import check_files
+
     paths = [Path(p) for p in argv] or sorted(DECISION_DIR.glob("*.yaml"))
-    try:
-        by_file = {path: load_file(path) for path in paths}
-        loaded = [p for ps in by_file.values() for p in ps]
-        validate_corpus(loaded)
-    except DecisionCorpusError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    for path, ps in by_file.items():
-        print(path.name, summary(ps))
-    print("ok", summary(loaded))
-    return 0
+    return check_files(paths, load_file, validate_corpus, summary, DecisionCorpusError)
 
 
 if __name__ == "__main__":

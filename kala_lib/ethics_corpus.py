@@ -237,19 +237,25 @@ def summary(fams: tuple[Family, ...] | list[Family]) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str]) -> int:
-    paths = [Path(p) for p in argv] or sorted(HARM_DIR.glob("*.yaml"))
+def check_files(paths: list[Path], load, validate, summarize, error: type[Exception]) -> int:
+    """A corpus CLI's body (this one's and decision_corpus's): load each file, validate them
+    together, print each file's summary and the whole's; 1 with the error on stderr when invalid."""
     try:
-        by_file = {path: load_file(path) for path in paths}
-        loaded = [f for fams in by_file.values() for f in fams]
-        validate_corpus(loaded)
-    except CorpusError as exc:
+        by_file = {path: load(path) for path in paths}
+        loaded = [item for items in by_file.values() for item in items]
+        validate(loaded)
+    except error as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    for path, fams in by_file.items():
-        print(path.name, summary(fams))
-    print("ok", summary(loaded))
+    for path, items in by_file.items():
+        print(path.name, summarize(items))
+    print("ok", summarize(loaded))
     return 0
+
+
+def main(argv: list[str]) -> int:
+    paths = [Path(p) for p in argv] or sorted(HARM_DIR.glob("*.yaml"))
+    return check_files(paths, load_file, validate_corpus, summary, CorpusError)
 
 
 if __name__ == "__main__":
