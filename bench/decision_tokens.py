@@ -7,7 +7,7 @@ split (one forward pass per prompt): AUC, refusal at the chosen validation over-
 row (same steps, same process). Materialize ``decision_rows`` first (``./scripts/main.sh --select
 '*decision_rows'``).
 
-    .venv/bin/python bench/decision_tokens.py [--steps 40] [--decision-share 0.75] [--decision-init mean] [--work /tmp/kd]
+    .venv/bin/python bench/decision_tokens.py [--steps 40] [--decision-share 0.75] [--decision-init words] [--work /tmp/kd]
 
 Last line: auc=<a> refusal_at_5=<r> over_refusal=<o> refusal_at_10=<r10> law_accuracy=<l> decision_row_cost=<c>
 (``decision_row_cost``: seconds per decision row / seconds per SFT row).
@@ -27,7 +27,7 @@ def main() -> None:
     parser.add_argument("--decision-share", type=float, default=0.75)
     parser.add_argument("--decision-weight", type=float, default=1.0)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--decision-init", default="mean", choices=("mean", "words"))
+    parser.add_argument("--decision-init", default="words", choices=("mean", "words"))
     parser.add_argument("--validation-limit", type=int, default=400, help="validation prompts per label")
     parser.add_argument("--work", type=Path, default=Path("/tmp/kala-decision-bench"))
     parser.add_argument("--adapter", type=Path, help="score this adapter instead of training")

@@ -110,10 +110,12 @@ class TrainConfig:
     decision_share: float = 0.0
     decision_weight: float = 1.0
     decision_batch_size: int = 16
-    # Where the six new rows start: "mean" (the mean of all rows: the tokens start as unlikely ones,
-    # a first decision loss of ~19 nats) or "words" (respond as "Sure", every refusal as "I": the
-    # decision starts as the base model's own choice between its usual openings).
-    decision_init: str = "mean"
+    # Where the six new rows start: "words" (respond as "Sure", every refusal as "I": the decision
+    # starts as the base model's own choice between its usual openings, a first decision loss of 5
+    # nats) or "mean" (the mean of all rows: unlikely tokens, 19 nats, a third of a 40-step CPU run
+    # spent reaching 1.5). Measured at 40 steps: validation AUC 0.913 against 0.835, refusal at 10%
+    # over-refusal 0.715 against 0.53 (bench/results/decision_tokens_{words,mean}_cpu.log).
+    decision_init: str = "words"
     seed: int = 42
     # examples per length bucket, like transformers' group_by_length (mega-batches of 50 x batch 4): on
     # a 400-example sample of the mix, 1.2% of tokens are padding against 4.5% with buckets of 64

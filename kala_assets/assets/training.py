@@ -64,8 +64,8 @@ LoraTrainingConfig = config_class(
                           "for the MLP).",
         "decision_weight": "Weight of the decision rows' mean loss beside the SFT loss per token.",
         "decision_batch_size": "Decision rows per micro-batch (they are short: one target each).",
-        "decision_init": "Where the decision tokens' new rows start: mean (of all rows) or words (respond as 'Sure', "
-                         "each refusal as 'I').",
+        "decision_init": "Where the decision tokens' new rows start: words (respond as 'Sure', each refusal as 'I'; "
+                         "measured better) or mean (of all rows).",
     },
     extra={
         "decision_share": (float, Field(default=0.75, description="Decision rows' share of a step's rows (0.75: "
