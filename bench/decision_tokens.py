@@ -52,9 +52,10 @@ def main() -> None:
     cost = None
     if adapter is None:
         train_file, decision_file = args.work / "train.jsonl", args.work / "decisions_train.jsonl"
-        train_file.write_text(mixing.jsonl_text(mixing.split_records(mix, "train")))
+        train_rows = mixing.split_records(mix, "train")
+        train_file.write_text(mixing.jsonl_text(train_rows))
         decision_file.write_text(mixing.jsonl_text(decision_records(decisions, "train")))
-        system = mixing.mix_system_prompt(mixing.split_records(mix, "train"))
+        system = mixing.mix_system_prompt(train_rows)
         config = TrainConfig(output_dir=str(args.work / f"run-{args.steps}-{args.decision_share}-{args.decision_init}"), train_file=str(train_file),
                              decision_tokens=True, decision_file=str(decision_file) if args.decision_share else None,
                              decision_share=args.decision_share, decision_weight=args.decision_weight,

@@ -87,7 +87,6 @@ def main() -> None:
     from kala_assets.resources import KalaWarehouse
     from kala_lib import decision_eval
     from kala_lib import evaluation as ev
-    from kala_lib.chat_format import with_system
     from kala_lib.decision import DECISION_TOKENS, choose_threshold, decision_agreement, rates, sequence_bias
     from kala_lib.decision_data import decision_records, from_table
     from kala_lib.mixing import SYSTEM_PROMPTS
@@ -101,7 +100,8 @@ def main() -> None:
     if adapter is not None and not (Path(adapter) / "adapter_config.json").is_file():
         raise SystemExit(f"no adapter at {adapter}: pass --adapter PATH (e.g. a checkpoint's adapter folder) or --base")
     tokenizer = load_tokenizer(profile) if adapter is None else adapter_tokenizer(profile, adapter)
-    decisions = all(t in tokenizer.get_vocab() for t in DECISION_TOKENS)
+    vocab = tokenizer.get_vocab()  # built anew on every call: once here
+    decisions = all(t in vocab for t in DECISION_TOKENS)
     if adapter is None:
         model = load_model(profile)
     elif decisions:
@@ -125,9 +125,7 @@ def main() -> None:
         val_scores = decision_eval.score_prompts(model, tokenizer, profile, [r["messages"] for r in val_rows])
         validation = {label: [s.margin for s, r in zip(val_scores, val_rows) if r["label"] == label]
                       for label in ("harmful", "benign")}
-        gate_scores = decision_eval.score_prompts(
-            model, tokenizer, profile, [with_system(system, json.loads(r["turns"]) if isinstance(r["turns"], str)
-                                                    else list(r["turns"])) for r in gate])
+        gate_scores = decision_eval.score_prompts(model, tokenizer, profile, decision_eval.gate_conversations(gate, system))
         gate_margins = {"harmful": [s.margin for s, r in zip(gate_scores, gate) if r["expected_behavior"] == "refuse"],
                         "benign": [s.margin for s, r in zip(gate_scores, gate) if r["expected_behavior"] == "comply"]}
         print(f"\n[decision] {len(val_rows)} validation and {len(gate)} gate prompts, one forward pass each, "
