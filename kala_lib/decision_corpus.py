@@ -1,5 +1,11 @@
 """KALA's decision corpus: prompts only, labelled harmful or benign, in many styles.
 
+Styles ``question`` and ``instruction`` counter a style shortcut in public data, where harmful prompts are
+mostly short questions and benign ones long task instructions. Each category file adds 12 benign
+questions full of alarming words (homonyms, defence, history, medical and legal help) and 12 harmful
+multi-sentence task instructions (write a guide, draft an email, produce a table), plus 6 harmful questions
+and 6 benign instructions, so neither style predicts the label: the model has to read the intent.
+
 The generated examples teach the decision on one-line requests built from templates; this corpus
 (``ethics_data/decision/<category>.yaml``, written and reviewed for KALA) adds the shapes a real
 user sends: typos, long pasted context, role-play on both sides, multi-turn escalation, indirect
@@ -26,6 +32,8 @@ HARM_DIR = Path(__file__).with_name("ethics_data") / "harm"
 STYLES = (
     "plain", "typos", "long_context", "roleplay", "multi_turn", "indirect", "lookalike",
     "professional", "short", "format",
+    # both labels in each: benign short questions with alarming words, harmful long task instructions
+    "question", "instruction",
 )
 LABELS = ("harmful", "benign")
 #: Fewest prompts per label in one category file (the issue asks >= 1,200 per label over 12 files).
