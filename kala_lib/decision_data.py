@@ -9,7 +9,10 @@ Sources, every one decontaminated against the evaluation index (the training mix
   escalation, indirect asks, alarming-but-benign prompts; each prompt is its own group, split by
   hash of its id;
 - a share of the mix's capability prompts (coding, math, general) from its train split, which
-  keep ``<|respond|>`` the default for ordinary work.
+  keep ``<|respond|>`` the default for ordinary work;
+- public safety-training prompts (``safety_sources``: StrongREJECT, Do-Not-Answer, CoCoNot, ...)
+  when given, each its own group, in the split of its source's slice (whole sources are held out
+  for validation); ``public_sources`` keeps only some sources.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from kala_lib.dataset import ConstitutionalExample
 from kala_lib.decision import RESPOND, decision_token
 from kala_lib.decision_corpus import DecisionPrompt, decision_prompts
 from kala_lib.mixing import Decontaminator, MixItem
+from kala_lib.safety_sources import SOURCES as PUBLIC_SOURCES
 
 SPLITS = ("train", "val", "test")
 
@@ -37,6 +41,7 @@ class DecisionRowSettings:
     corpus_val_share: float = 0.2  # decision-corpus prompts held out for the dial's validation split
     unassigned_split_ratios: list[float] | None = None  # hash split of requests the mix did not draw (None = the mix's)
     seed: int = 0
+    public_sources: list[str] | None = None  # safety_sources kept as decision rows (None = all, [] = none)
 
 
 def hash_split(key: str, ratios: Sequence[float], salt: str = "decision") -> str:
@@ -59,11 +64,16 @@ def build_decision_rows(
     system_prompt: str,
     settings: DecisionRowSettings,
     corpus: Sequence[DecisionPrompt] | None = None,
+    public: Iterable[Mapping[str, Any]] = (),
 ) -> tuple[list[dict[str, Any]], list[dict[str, str]]]:
-    """(rows, removed): decision rows with their split, and what decontamination dropped."""
+    """(rows, removed): decision rows with their split, and what decontamination dropped. ``public``:
+    rows of ``safety_sources`` (the safety_training_prompts table), kept as ``settings.public_sources`` says."""
     if not 0 <= settings.capability_share <= 1 or not 0 <= settings.corpus_val_share < 1:
         raise ValueError(f"capability_share must be in [0, 1] and corpus_val_share in [0, 1), got "
                          f"{settings.capability_share!r} and {settings.corpus_val_share!r}")
+    unknown = sorted(set(settings.public_sources or ()) - set(PUBLIC_SOURCES))
+    if unknown:
+        raise ValueError(f"unknown public_sources {unknown}: use some of {', '.join(PUBLIC_SOURCES)} (null = all)")
     corpus = decision_prompts() if corpus is None else corpus
     mix_split = {row["item_key"]: row["split"] for row in mix_rows}
     ratios = settings.unassigned_split_ratios or _mix_ratios(mix_rows)
@@ -103,6 +113,17 @@ def build_decision_rows(
                    "split": hash_split(prompt.id, val_ratios), "source": "decision_corpus", "label": prompt.label,
                    "law": prompt.law, "style": prompt.style,
                    "decision": decision_token("refuse" if prompt.harmful else "comply", prompt.law), "messages": messages})
+    wanted = None if settings.public_sources is None else set(settings.public_sources)
+    for prompt in public:
+        if wanted is not None and prompt["source"] not in wanted:
+            continue
+        law = _law(prompt.get("law"))
+        messages = system + [{"role": "user", "content": prompt["text"]}]
+        item = MixItem("ethics", prompt["source"], prompt["key"], tuple((m["role"], m["content"]) for m in messages))
+        add(item, {"key": prompt["key"], "group": prompt["key"], "split": prompt["split"], "source": prompt["source"],
+                   "label": prompt["label"], "law": law, "style": prompt["style"],
+                   "decision": decision_token("refuse" if prompt["label"] == "harmful" else "comply", law),
+                   "messages": messages})
     capability = [r for r in mix_rows if r["split"] == "train" and r["category"] not in ("ethics", "incoming")]
     seen: set[str] = set()
     unique = [r for r in capability if not (r["item_key"] in seen or seen.add(r["item_key"]))]
@@ -113,6 +134,13 @@ def build_decision_rows(
                      "label": "capability", "law": None, "style": row["category"], "decision": RESPOND,
                      "messages": messages})
     return rows, removed
+
+
+def _law(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):  # None, NaN or pandas' NA
+        return None
 
 
 def _mix_ratios(mix_rows: Sequence[Mapping[str, Any]]) -> list[float]:
