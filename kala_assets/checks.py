@@ -14,7 +14,7 @@ import pandas as pd
 
 from kala_assets.assets.mix import eval_index
 from kala_assets.metadata import gate_metadata
-from kala_lib import mixing, quality
+from kala_lib import mixing, quality, safety_sources
 from kala_lib.benchmarks import PUBLISHED_SIZES
 from kala_lib.training import TrainingRun
 
@@ -86,6 +86,40 @@ def eval_suite_size(ethics_eval_suite: pd.DataFrame) -> dg.AssetCheckResult:
     return dg.AssetCheckResult(passed=passed, severity=dg.AssetCheckSeverity.WARN,
                                description=f"{rows} prompts: {dict(behaviors)}",
                                metadata={"rows": rows, **{k: int(v) for k, v in behaviors.items()}})
+
+
+# --- public safety-training prompts (non-blocking: decision_rows can do without them) --------------------
+
+@dg.asset_check(asset="safety_training_prompts", name="style_balance", blocking=False,
+                description="Per slice (the training sources together, the held-out validation sources): no style "
+                "(question | instruction) that one label dominates and no prompt length that alone separates harmful "
+                f"from benign with an AUC above {safety_sources.SHORTCUT_AUC}: a shortcut the decision could learn "
+                "instead of the harm.")
+def safety_style_balance(safety_training_prompts: pd.DataFrame) -> dg.AssetCheckResult:
+    rows = safety_sources.from_table(safety_training_prompts.to_dict("records"))
+    problems = safety_sources.style_balance(rows)
+    report = {e["slice"]: e for e in safety_sources.style_report(rows)}
+    metadata = {f"{name}_length_auc": float(e["length_auc"]) for name, e in report.items()}
+    metadata.update({f"{name}_style_auc": float(max((v["auc"] for v in e["styles"].values()), default=0.5))
+                     for name, e in report.items()})
+    return dg.AssetCheckResult(passed=not problems, severity=dg.AssetCheckSeverity.WARN,
+                               description="; ".join(problems) or "no style or length shortcut in any slice",
+                               metadata={**metadata, "problems": len(problems)})
+
+
+@dg.asset_check(asset="safety_training_prompts", name="validation_has_both_labels", blocking=False,
+                description="The held-out validation slice (whole sources) has harmful and benign prompts, so it can "
+                "score refusal and over-refusal.")
+def safety_validation_labels(safety_training_prompts: pd.DataFrame) -> dg.AssetCheckResult:
+    val = safety_training_prompts[safety_training_prompts["split"] == "val"]
+    labels = {label: int((val["label"] == label).sum()) for label in safety_sources.LABELS}
+    return dg.AssetCheckResult(passed=all(labels.values()),
+                               description=", ".join(f"{n} {label}" for label, n in labels.items())
+                               + f" validation prompts (sources {', '.join(safety_sources.VALIDATION_SOURCES)})",
+                               metadata=labels)
+
+
+safety_checks = [safety_style_balance, safety_validation_labels]
 
 
 # --- training mix (blocking: nothing trains on a mix that fails these) ----------------------------------
@@ -175,5 +209,5 @@ def capability_retained(best_checkpoint: pd.DataFrame) -> dg.AssetCheckResult:
                                description=f"capability {best['capability']:.3f} vs base {base:.3f} (drop {drop:.3f})")
 
 
-CHECKS = [*constitutional_checks, *benchmark_checks, eval_suite_size, *mix_checks, training_completed, ethics_gate,
-          capability_retained]
+CHECKS = [*constitutional_checks, *benchmark_checks, eval_suite_size, *safety_checks, *mix_checks, training_completed,
+          ethics_gate, capability_retained]

@@ -11,7 +11,7 @@ from pydantic import Field
 from kala_assets.config_classes import config_class
 from kala_assets.metadata import counts_table, markdown_table, numeric_metadata, preview
 from kala_assets.resources import KalaBaseModel, KalaWarehouse
-from kala_lib import mixing
+from kala_lib import mixing, safety_sources
 from kala_lib.decision import DECISION_TOKENS
 from kala_lib.decision_data import DecisionRowSettings, build_decision_rows, overlap_groups
 from kala_lib.decision_data import counts as decision_counts
@@ -186,6 +186,8 @@ DecisionRowsConfig = config_class(
         "corpus_val_share": "Decision-corpus prompts held out for the dial's validation split.",
         "unassigned_split_ratios": "train/val/test hash split of requests the mix did not draw (null = the mix's).",
         "seed": "Seed of the capability sample.",
+        "public_sources": "Sources of safety_training_prompts kept as decision rows (null = all, [] = none), e.g. "
+                          "only those validation says help.",
     },
 )
 
@@ -195,22 +197,26 @@ DecisionRowsConfig = config_class(
     kinds={"python", "duckdb"},
     owners=["team:kala-data"],
     io_manager_key="warehouse_tables",
-    code_version="decision_rows.v1",
+    code_version="decision_rows.v2",
     description="Decision rows (prompt -> <|respond|> or <|refuse_lawN|>, the loss on that one token): every "
     "generated example's prompt, the decision corpus (typos, long context, role-play, multi-turn, indirect, "
-    "alarming-but-benign) and a share of the mix's capability prompts, decontaminated, split with the mix's "
-    "request-level split. Train rows are lora_adapter's second stream; val rows calibrate the shipped threshold.",
+    "alarming-but-benign), a share of the mix's capability prompts and the public safety-training prompts "
+    "(config public_sources), decontaminated, split with the mix's request-level split (public prompts: their "
+    "source's slice). Train rows are lora_adapter's second stream; val rows calibrate the shipped threshold.",
 )
 def decision_rows(
     context: dg.AssetExecutionContext, config: DecisionRowsConfig, training_mix: pd.DataFrame,
     constitutional_examples: pd.DataFrame, ethics_eval_suite: pd.DataFrame, benchmark_humaneval: pd.DataFrame,
-    benchmark_gsm8k: pd.DataFrame, benchmark_mbpp: pd.DataFrame, warehouse: KalaWarehouse,
+    benchmark_gsm8k: pd.DataFrame, benchmark_mbpp: pd.DataFrame, safety_training_prompts: pd.DataFrame,
+    warehouse: KalaWarehouse,
 ) -> dg.MaterializeResult[pd.DataFrame]:
     settings = DecisionRowSettings(**config.model_dump())
     mix = training_mix.to_dict("records")
     index = eval_index(benchmark_humaneval, benchmark_gsm8k, benchmark_mbpp, ethics_eval_suite)
     system = mixing.mix_system_prompt(mixing.split_records(mix, "train"))
-    rows, removed = build_decision_rows(mix, constitutional_examples.to_dict("records"), index, system, settings)
+    public = safety_sources.from_table(safety_training_prompts.to_dict("records"))
+    rows, removed = build_decision_rows(mix, constitutional_examples.to_dict("records"), index, system, settings,
+                                        public=public)
     if overlaps := overlap_groups(rows):
         raise ValueError(f"{len(overlaps)} requests straddle splits (e.g. {overlaps[:3]}): a decision-row bug, report it")
     context.log.info(f"{len(rows)} decision rows; decontamination removed {len(removed)}")
@@ -230,6 +236,8 @@ def decision_rows(
         "by_label_and_source": dg.MetadataValue.md(label_table),
         "groups_train": dg.MetadataValue.int(len({r["group"] for r in rows if r["split"] == "train"})),
         "removed_by_decontamination": dg.MetadataValue.int(len(removed)),
+        "public_sources": dg.MetadataValue.text("all" if settings.public_sources is None
+                                                else ", ".join(settings.public_sources) or "none"),
         "counts": dg.MetadataValue.json(tallies),
         **numeric_metadata("split", Counter(r["split"] for r in rows)),
     })
