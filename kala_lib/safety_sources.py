@@ -432,7 +432,7 @@ def deduplicate(rows: Sequence[Mapping[str, Any]], validation_sources: Sequence[
         labels = {rows[i]["label"] for i in indices}
         if len(labels) > 1:
             keys = ", ".join(rows[i]["key"] for i in indices)
-            dropped += [{**_removed(rows[i], "duplicate", f"labelled both harmful and benign ({keys})")} for i in indices]
+            dropped += [_removed(rows[i], "duplicate", f"labelled both harmful and benign ({keys})") for i in indices]
             continue
         first = min(indices, key=lambda i: (rows[i]["source"] not in validation_sources, i))
         keep.add(first)
