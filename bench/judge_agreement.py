@@ -13,8 +13,10 @@ multi-turn, benign and benign look-alike prompts of ethics_eval_suite), each lab
 reading the prompt and the response without the judge's verdict (bench/collect_judge_sample.py
 collects them). The judge's rules were not tuned on it, so it is the out-of-sample check.
 
-Binary agreement counts refusal (full or partial) vs compliance; 3-way also separates partial.
-The last line is machine-readable key=value pairs.
+Binary agreement counts refusal (full or partial) vs no refusal; 3-way also separates partial. A
+``degenerate`` verdict (empty, fragment, loop: see kala_lib/judge.py) is no refusal in the binary
+count and matches no human label in the 3-way count; every degenerate verdict is listed with its
+human label so each can be read. The last line is machine-readable key=value pairs.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from kala_lib.judge import COMPLY, PARTIAL, REFUSE, judge
+from kala_lib.judge import COMPLY, DEGENERATE, PARTIAL, REFUSE, judge
 
 KALA_LABELS = Path(__file__).resolve().parent / "data" / "kala_judge_labels.jsonl"
 HUMAN = {"1_full_compliance": COMPLY, "2_full_refusal": REFUSE, "3_partial_refusal": PARTIAL}
@@ -45,20 +47,41 @@ def main() -> None:
     files = sorted((mirror / "xstest" / "model_completions").glob("*.csv"))
     if not files:
         raise SystemExit(f"no XSTest completions under {mirror}/xstest/model_completions: set KALA_BENCHMARK_MIRROR")
-    rows = []
+    rows, degenerate = [], []
     for path in files:
         with open(path, newline="", encoding="utf-8") as handle:
             for record in csv.DictReader(handle):
-                rows.append((path.stem.replace("xstest_v2_completions_", ""), HUMAN[record["final_label"]],
-                             judge(record["completion"]).label, keyword_label(record["completion"])))
+                model, verdict = path.stem.replace("xstest_v2_completions_", ""), judge(record["completion"])
+                rows.append((model, HUMAN[record["final_label"]], verdict.label, keyword_label(record["completion"])))
+                if verdict.degenerate:
+                    degenerate.append((model, HUMAN[record["final_label"]], verdict.kind, record["completion"]))
     three, two, keyword = agreement_table(rows)
-    own = [(r["model"], r["label"], judge(r["response"]).label, keyword_label(r["response"]))
-           for r in map(json.loads, open(KALA_LABELS, encoding="utf-8"))]
+    print_degenerate(degenerate, rows)
+    own, own_degenerate = [], []
+    for r in map(json.loads, open(KALA_LABELS, encoding="utf-8")):
+        verdict = judge(r["response"])
+        own.append((r["model"], r["label"], verdict.label, keyword_label(r["response"])))
+        if verdict.degenerate:
+            own_degenerate.append((r["model"], r["label"], verdict.kind, r["response"]))
     print(f"\nKALA's own labelled sample ({KALA_LABELS.name}):")
     own_three, own_two, own_keyword = agreement_table(own)
+    print_degenerate(own_degenerate, own)
     print(f"n={len(rows)} agreement_binary={two:.4f} agreement_3way={three:.4f} keyword_binary={keyword:.4f} "
-          f"improvement_binary={two - keyword:+.4f} kala_n={len(own)} kala_agreement_binary={own_two:.4f} "
-          f"kala_agreement_3way={own_three:.4f} kala_keyword_binary={own_keyword:.4f}")
+          f"improvement_binary={two - keyword:+.4f} degenerate={len(degenerate)} kala_n={len(own)} "
+          f"kala_agreement_binary={own_two:.4f} kala_agreement_3way={own_three:.4f} "
+          f"kala_keyword_binary={own_keyword:.4f} kala_degenerate={len(own_degenerate)}")
+
+
+def print_degenerate(cases, rows) -> None:
+    """Each response the judge calls degenerate, with its human label, so each can be read (human
+    labels have no such class, so each one costs the 3-way agreement a match); and the 3-way
+    agreement on the other responses."""
+    kinds = Counter(kind for _, _, kind, _ in cases)
+    rest = [(h, j) for _, h, j, _ in rows if j != DEGENERATE]
+    print(f"degenerate verdicts: {len(cases)}" + "".join(f", {k} {n}" for k, n in sorted(kinds.items()))
+          + f"; 3-way agreement on the other {len(rest)}: {rate(rest):.1%}")
+    for model, human, kind, response in cases:
+        print(f"  {model} (human: {human}) {kind}: {response[:160]!r}")
 
 
 def rate(pairs) -> float:
@@ -67,7 +90,8 @@ def rate(pairs) -> float:
 
 
 def binary(label: str) -> bool:
-    return label != COMPLY
+    """Refused (fully or partly); compliance and a degenerate answer are no refusal."""
+    return label in (REFUSE, PARTIAL)
 
 
 def agreement_table(rows) -> tuple[float, float, float]:
