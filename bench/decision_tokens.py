@@ -27,7 +27,9 @@ def main() -> None:
     parser.add_argument("--decision-share", type=float, default=0.75)
     parser.add_argument("--decision-weight", type=float, default=1.0)
     parser.add_argument("--learning-rate", type=float, default=2e-3)
-    parser.add_argument("--decision-init", default="words", choices=("mean", "words"))
+    parser.add_argument("--decision-init", default="words", choices=("mean", "words", "split"))
+    parser.add_argument("--decision-fit", action="store_true", help="fit the decision rows after training (needs --decision-init split)")
+    parser.add_argument("--fit-rows", type=int, default=2000, help="training decision rows the fit reads")
     parser.add_argument("--validation-limit", type=int, default=400, help="validation prompts per label")
     parser.add_argument("--work", type=Path, default=Path("/tmp/kala-decision-bench"))
     parser.add_argument("--adapter", type=Path, help="score this adapter instead of training")
@@ -52,12 +54,18 @@ def main() -> None:
     cost = None
     if adapter is None:
         train_file, decision_file = args.work / "train.jsonl", args.work / "decisions_train.jsonl"
+        decision_val_file = args.work / "decisions_val.jsonl"
+        decision_val_file.write_text(mixing.jsonl_text(decision_records(decisions, "val")))
         train_rows = mixing.split_records(mix, "train")
         train_file.write_text(mixing.jsonl_text(train_rows))
         decision_file.write_text(mixing.jsonl_text(decision_records(decisions, "train")))
         system = mixing.mix_system_prompt(train_rows)
-        config = TrainConfig(output_dir=str(args.work / f"run-{args.steps}-{args.decision_share}-{args.decision_init}"), train_file=str(train_file),
-                             decision_tokens=True, decision_file=str(decision_file) if args.decision_share else None,
+        name = f"run-{args.steps}-{args.decision_share}-{args.decision_init}" + ("-fit" if args.decision_fit else "")
+        config = TrainConfig(output_dir=str(args.work / name), train_file=str(train_file),
+                             decision_tokens=True,
+                             decision_file=str(decision_file) if args.decision_share or args.decision_fit else None,
+                             decision_fit=args.decision_fit, decision_fit_rows=args.fit_rows,
+                             decision_val_file=str(decision_val_file), decision_fit_val_limit=args.validation_limit,
                              decision_share=args.decision_share, decision_weight=args.decision_weight,
                              decision_init=args.decision_init,
                              max_steps=args.steps, learning_rate=args.learning_rate, max_seq_len=384,

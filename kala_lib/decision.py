@@ -67,8 +67,27 @@ def decision_ids(tokenizer) -> list[int]:
 
 #: Where the new rows start (TrainConfig.decision_init): the mean of all rows, or a natural opening
 #: word's row (respond as the opening of an answer, every refusal as the opening of "I can't").
-DECISION_INITS = ("mean", "words")
+#: ``split`` unties the output head first: the output rows start as ``words`` (the decision, later
+#: fitted: kala_lib.decision_fit), the input rows as the line break that ends the assistant header,
+#: so the text after the token starts as a fresh sentence instead of continuing a word.
+DECISION_INITS = ("mean", "words", "split")
 INIT_WORDS = {RESPOND: "Sure", **{token: "I" for token in REFUSE}}
+SPLIT_INPUT_WORD = "\n"
+
+
+def untie_output_head(model) -> bool:
+    """Give a tied output head its own weight (a copy), so decision rows can differ between what
+    the model reads and what it predicts; True when it was tied. The config says so, so a saved
+    (merged) model loads untied."""
+    import torch
+
+    head, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
+    if head is None or head.weight is not embeddings.weight:
+        return False
+    head.weight = torch.nn.Parameter(embeddings.weight.detach().clone(), requires_grad=embeddings.weight.requires_grad)
+    for config in {id(c): c for c in (model.config, model.config.get_text_config())}.values():
+        config.tie_word_embeddings = False
+    return True
 
 
 def resize_for_decisions(model, tokenizer, init: str = "mean") -> None:
@@ -84,14 +103,22 @@ def resize_for_decisions(model, tokenizer, init: str = "mean") -> None:
     if old >= len(tokenizer):
         return
     model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+    if init == "split":
+        untie_output_head(model)
     vocab = tokenizer.get_vocab()
-    sources = {vocab[t]: tokenizer(INIT_WORDS[t], add_special_tokens=False)["input_ids"][0]
-               for t in DECISION_TOKENS if vocab[t] >= old}
+
+    def first_token(word: str) -> int:
+        return tokenizer(word, add_special_tokens=False)["input_ids"][0]
+
+    words = {vocab[t]: first_token(INIT_WORDS[t]) for t in DECISION_TOKENS if vocab[t] >= old}
+    newline = {row: first_token(SPLIT_INPUT_WORD) for row in words}
+    inputs, outputs = model.get_input_embeddings(), model.get_output_embeddings()
     with torch.no_grad():
-        for layer in {id(m): m for m in (model.get_input_embeddings(), model.get_output_embeddings()) if m is not None}.values():
+        for layer in {id(m): m for m in (inputs, outputs) if m is not None}.values():
             weight = layer.weight
             weight[old:] = weight[:old].float().mean(dim=0).to(weight.dtype)
-            if init == "words":
+            sources = newline if init == "split" and layer is inputs and layer is not outputs else words
+            if init in ("words", "split"):
                 for row, word in sources.items():
                     weight[row] = weight[word]
 

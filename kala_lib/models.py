@@ -318,12 +318,28 @@ def load_adapter_model(profile: ModelProfile | str, adapter_path: str | Path, de
     than the base's embedding (decision tokens), the embedding is grown first, as in training."""
     from peft import PeftModel
 
-    from kala_lib.decision import resize_for_decisions
+    from kala_lib.decision import resize_for_decisions, untie_output_head
 
     profile = get_profile(profile) if isinstance(profile, str) else profile
     model = load_model(profile, device=device, quantization=quantization)
     resize_for_decisions(model, adapter_tokenizer(profile, adapter_path))
+    if _adapter_has_own_head_rows(model, adapter_path):  # trained untied (decision_init 'split'): untie as then
+        untie_output_head(model)
     return PeftModel.from_pretrained(model, str(adapter_path))
+
+
+def _adapter_has_own_head_rows(model, adapter_path: str | Path) -> bool:
+    """True when the adapter carries trainable rows of the output head itself (not only the input
+    embedding's, which a tied head follows)."""
+    import json
+
+    config = Path(adapter_path) / "adapter_config.json"
+    indices = json.loads(config.read_text()).get("trainable_token_indices") if config.is_file() else None
+    if not isinstance(indices, dict):
+        return False
+    names = {id(module): name.rsplit(".", 1)[-1] for name, module in model.named_modules()}
+    head = model.get_output_embeddings()
+    return head is not None and names.get(id(head)) in indices
 
 
 def merge_adapter(profile: ModelProfile, adapter_path: str | Path, target: str | Path,

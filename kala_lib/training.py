@@ -116,6 +116,15 @@ class TrainConfig:
     # spent reaching 1.5). Measured at 40 steps: validation AUC 0.913 against 0.835, refusal at 10%
     # over-refusal 0.715 against 0.53 (bench/results/decision_tokens_{words,mean}_cpu.log).
     decision_init: str = "words"
+    # Decision rows fitted (kala_lib.decision_fit): after training, each kept checkpoint's six output
+    # rows are refitted by regularised logistic regression on its own final states over
+    # decision_fit_rows training decision rows (stratified by source; all of them when null), the
+    # regulariser chosen on decision_val_file (at most decision_fit_val_limit prompts per label);
+    # the fitted adapter goes to checkpoints/step-N/fitted/. Needs an untied head (decision_init "split").
+    decision_fit: bool = False
+    decision_fit_rows: int | None = 2000
+    decision_val_file: str | None = None
+    decision_fit_val_limit: int = 400
     seed: int = 42
     # examples per length bucket, like transformers' group_by_length (mega-batches of 50 x batch 4): on
     # a 400-example sample of the mix, 1.2% of tokens are padding against 4.5% with buckets of 64
@@ -158,6 +167,17 @@ class TrainConfig:
         need(self.decision_init in DECISION_INITS, f"decision_init must be one of {DECISION_INITS}, got {self.decision_init!r}")
         need(isinstance(self.decision_weight, (int, float)) and self.decision_weight >= 0,
              f"decision_weight must be a number >= 0, got {self.decision_weight!r}")
+        if self.decision_fit:
+            need(self.decision_tokens and self.decision_init == "split",
+                 "decision_fit fits the output head's decision rows apart from the input rows: set decision_tokens: true "
+                 "and decision_init: split")
+            for name in ("decision_file", "decision_val_file"):
+                path = getattr(self, name)
+                need(bool(path), f"decision_fit needs {name} (lora_adapter writes decisions_train.jsonl and decisions_val.jsonl)")
+                need(not data_files or Path(path).is_file(), f"{name} {path} does not exist: materialize decision_rows first")
+            need(self.decision_fit_rows is None or (isinstance(self.decision_fit_rows, int) and self.decision_fit_rows >= 10),
+                 f"decision_fit_rows must be a whole number >= 10 or null, got {self.decision_fit_rows!r}")
+            whole("decision_fit_val_limit", 1)
         if self.decision_share:
             need(self.decision_tokens, "decision_share > 0 trains decision rows: set decision_tokens: true")
             need(bool(self.decision_file), "decision_share > 0 needs decision_file (training_mix writes decisions_train.jsonl)")
@@ -542,7 +562,9 @@ class TrainingRun:
 
     def checkpoint_adapters(self) -> list[tuple[str, int, Path]]:
         """(name, step, adapter folder) of every kept checkpoint, oldest first."""
-        return [(name, int(name.split("-")[1]), Path(self.folder) / "checkpoints" / name / "adapter")
+        folder = Path(self.folder) / "checkpoints"
+        return [(name, int(name.split("-")[1]),
+                 folder / name / "fitted" if (folder / name / "fitted").is_dir() else folder / name / "adapter")
                 for name in self.checkpoints]
 
 
@@ -664,7 +686,39 @@ def train(config: TrainConfig, reporter: Reporter | None = None, system_prompt: 
                              tokenizer if config.decision_tokens else None)
         if run.distributed:
             torch.distributed.barrier()
+    if config.decision_fit and run.is_main and not run.state.halted:
+        _fit_decisions(run)
     return _finish(run, last_loss, throughput, resumed_from)
+
+
+def _fit_decisions(run: _Run) -> None:
+    """Each kept checkpoint's decision rows fitted on its own states (kala_lib.decision_fit), saved
+    as checkpoints/step-N/fitted/ with decision_fit.json; the model is left with the last
+    checkpoint's fitted rows, so the published adapter carries them too."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    from kala_lib.decision_eval import validation_prompts
+    from kala_lib.decision_fit import fit_model_head, sample_fit_rows
+    from kala_lib.storage import atomic_write_text
+
+    config = run.config
+    train_rows = [dict(r, split="train") for r in read_decision_rows(config.decision_file)]
+    fit_rows = sample_fit_rows(train_rows, config.decision_fit_rows, config.seed)
+    val_rows = validation_prompts(read_decision_rows(config.decision_val_file), config.decision_fit_val_limit, config.seed)
+    for entry in sorted(run.state.checkpoints, key=lambda c: c["step"]):
+        folder = Path(entry["path"])
+        set_peft_model_state_dict(run.model, load_file(str(folder / "adapter" / "adapter_model.safetensors")))
+        started = time.monotonic()
+        fit, val_margins = fit_model_head(run.model, run.tokenizer, run.profile, fit_rows, val_rows,
+                                          batch_size=config.decision_batch_size, log=run.reporter.log)
+        with staged_dir(folder / "fitted") as staging:
+            _save_adapter(run.model, staging, run.tokenizer)
+            record = {"step": entry["step"], "seconds": time.monotonic() - started, **fit.summary(),
+                      "validation": [{"key": r["key"], "label": r["label"], "source": r.get("source"),
+                                      "margin": float(m)} for r, m in zip(val_rows, val_margins)]}
+            atomic_write_text(staging / "decision_fit.json", json.dumps(record))
+        _append_jsonl(run.out / "decision_fit.jsonl", {k: v for k, v in record.items() if k != "validation"})
 
 
 def _start_processes() -> tuple[int, int, str]:
