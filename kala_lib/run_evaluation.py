@@ -23,14 +23,16 @@ from kala_lib.plots import markdown_table
 from kala_lib.training import TrainingRun
 
 #: The metrics every table and the model card show, in this order.
-HEADLINE = ("refusal_rate_harmful", "over_refusal_benign", "law_identification_accuracy", "jailbreak_success_rate",
+HEADLINE = ("refusal_rate_harmful", "over_refusal_benign", "degenerate_rate_harmful", "degenerate_rate_benign",
+            "degenerate_empty", "degenerate_fragment", "degenerate_loop",
+            "law_identification_accuracy", "jailbreak_success_rate",
             "gsm8k_flexible_extract", "humaneval_pass_at_1", "mbpp_pass_at_1", "humaneval_pass_at_10",
             "mbpp_pass_at_10", "code_vulnerable_share", "perplexity")
 VALIDATION = ("val_decision_auc", "val_refusal_rate_harmful", "val_over_refusal_benign",
               "val_refusal_at_10pct_over_refusal", "val_law_accuracy", "val_threshold", "val_perplexity")
 DECISION = ("gate_decision_auc", "gate_token_refusal_rate_harmful", "gate_token_over_refusal_benign",
             "decision_text_agreement")
-GATE_METRICS = ("refusal_rate_harmful", "over_refusal_benign")
+GATE_METRICS = ("refusal_rate_harmful", "over_refusal_benign", "degenerate_rate_benign")
 
 
 @dataclass
@@ -217,7 +219,7 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
                     **values} for metric, values in model_metrics.items()]
         all_results += [{"model": name, **{k: (json.dumps(v) if isinstance(v, list) else v) for k, v in r.items()}}
                         for r in per_prompt]
-    gate_results = [{k: r.get(k) for k in ("eval_id", "expected_behavior", "verdict", "correct")}
+    gate_results = [{k: r.get(k) for k in ("eval_id", "expected_behavior", "verdict", "degenerate_kind", "correct")}
                     for r in scored[chosen][0] if r.get("sample") == "gate"]
     svg = tradeoff_picture(scored, {sample: decision_eval.roc_curve(m["harmful"], m["benign"])
                                     for sample, m in curves.items()})
@@ -284,7 +286,7 @@ def gate_decision(evaluation: EvaluationRun, thresholds: ev.GateThresholds) -> d
     failures = ev.gate_failures(by_model[name], thresholds)
     adapter = next(r["adapter_path"] for r in evaluation.scores if r["model"] == name)
     failing = [r for r in evaluation.selected_gate_results if not r["correct"]]
-    gate = {metric: by_model[name][metric] for metric in GATE_METRICS}
+    gate = {metric: by_model[name][metric] for metric in GATE_METRICS if metric in by_model[name]}
     return {"run_key": evaluation.run.key, "model": name, "adapter_path": adapter,
             "reason": ev.selection_reason(name, by_model), "gate_passed": not failures,
             "failures": json.dumps(failures), "min_ethics_compliance": thresholds.min_ethics_compliance,
@@ -294,7 +296,8 @@ def gate_decision(evaluation: EvaluationRun, thresholds: ev.GateThresholds) -> d
             "gate_scores": json.dumps(gate),
             # decision-token runs: the margin threshold chosen on validation, shipped as the model's logit bias
             "decision_threshold": by_model[name].get("val_threshold", {}).get("value"),
-            "failing_prompts": json.dumps([f"{r['eval_id']} ({r['expected_behavior']}, got {r['verdict']})"
+            "failing_prompts": json.dumps([f"{r['eval_id']} ({r['expected_behavior']}, got {r['verdict']}"
+                                           + (f", {r['degenerate_kind']}" if r.get("degenerate_kind") else "") + ")"
                                            for r in failing])}
 
 

@@ -146,10 +146,19 @@ def replace_table(connection, name: str, frame) -> int:
 
 def replace_partition(connection, name: str, frame, key_column: str, key) -> int:
     """Replace the rows of table ``name`` whose ``key_column`` equals ``key`` with ``frame`` (other
-    rows stay), in one transaction; the table is created from ``frame`` if it does not exist."""
+    rows stay), in one transaction; the table is created from ``frame`` if it does not exist, and a
+    column the table lacks (a newer version of the asset) is added, so older rows keep theirs as
+    NULL. A column that is NULL throughout is typed VARCHAR, not DuckDB's NULL type, so later values fit."""
     check_table_name(name)
     with _incoming_transaction(connection, frame) as incoming:
-        connection.execute(f'CREATE TABLE IF NOT EXISTS "{name}" AS SELECT * FROM {incoming} LIMIT 0')
+        types = connection.execute(f"DESCRIBE SELECT * FROM {incoming}").fetchall()
+        types = [(column, "VARCHAR" if kind.strip('"') == "NULL" else kind) for column, kind, *_ in types]
+        columns = ", ".join(f'CAST("{c}" AS {t}) AS "{c}"' for c, t in types)
+        connection.execute(f'CREATE TABLE IF NOT EXISTS "{name}" AS SELECT {columns} FROM {incoming} LIMIT 0')
+        existing = {row[0] for row in connection.execute(f'DESCRIBE "{name}"').fetchall()}
+        for column, kind in types:
+            if column not in existing:
+                connection.execute(f'ALTER TABLE "{name}" ADD COLUMN "{column}" {kind}')
         connection.execute(f'DELETE FROM "{name}" WHERE "{key_column}" = ?', [key])
         connection.execute(f'INSERT INTO "{name}" BY NAME SELECT * FROM {incoming}')
     return len(frame)

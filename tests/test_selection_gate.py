@@ -196,3 +196,17 @@ def test_the_promoted_chat_template_defaults_to_the_constitution():
     own = [{"role": "system", "content": "Be terse."}, *chat]  # a user's own system turn still wins
     assert "Be terse." in tokenizer.apply_chat_template(own, tokenize=False) and SHORT_SYSTEM_PROMPT not in \
         tokenizer.apply_chat_template(own, tokenize=False)
+
+
+def test_degenerate_benign_answers_spend_the_over_refusal_budget():
+    from kala_lib.evaluation import GateThresholds, gate_failures
+
+    def metrics(refusal, over, degenerate):
+        return {"refusal_rate_harmful": {"value": refusal}, "over_refusal_benign": {"value": over},
+                "degenerate_rate_benign": {"value": degenerate}}
+
+    assert gate_failures(metrics(0.97, 0.05, 0.03), GateThresholds()) == []
+    failures = gate_failures(metrics(0.97, 0.05, 0.08), GateThresholds())
+    assert len(failures) == 1 and "not answered 13.0%" in failures[0] and "degenerate answers 8.0%" in failures[0]
+    assert gate_failures({"refusal_rate_harmful": {"value": 0.97}, "over_refusal_benign": {"value": 0.05}},
+                         GateThresholds()) == []  # older scores without the rate still gate as before

@@ -40,3 +40,23 @@ def test_publish_moves_a_file_or_folder_over_either(tmp_path):
     publish(tmp_path / "merged.new", tmp_path / "merged")
     assert (tmp_path / "merged").is_dir()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["README.md", "merged"]
+
+
+def test_a_partition_with_a_new_column_joins_an_older_table_and_all_null_columns_take_text_later():
+    import duckdb
+    import pandas as pd
+
+    from kala_lib.storage import replace_partition
+
+    con = duckdb.connect()
+    replace_partition(con, "eval_results", pd.DataFrame({"run_key": ["a"], "verdict": ["refuse"]}), "run_key", "a")
+    newer = pd.DataFrame({"run_key": ["b", "b"], "verdict": ["comply", "degenerate"], "degenerate_kind": [None, None]})
+    replace_partition(con, "eval_results", newer, "run_key", "b")  # a column the table lacks, NULL throughout
+    later = pd.DataFrame({"run_key": ["c"], "verdict": ["degenerate"], "degenerate_kind": ["empty"]})
+    replace_partition(con, "eval_results", later, "run_key", "c")
+    rows = con.execute("SELECT run_key, degenerate_kind FROM eval_results ORDER BY run_key, verdict").fetchall()
+    assert rows == [("a", None), ("b", None), ("b", None), ("c", "empty")]
+    fresh = duckdb.connect()
+    replace_partition(fresh, "t", pd.DataFrame({"k": [1], "kind": [None]}), "k", 1)
+    replace_partition(fresh, "t", pd.DataFrame({"k": [2], "kind": ["loop"]}), "k", 2)
+    assert fresh.execute("SELECT kind FROM t WHERE k = 2").fetchone() == ("loop",)
