@@ -295,13 +295,17 @@ def set_head_rows(model, tokenizer, rows: np.ndarray) -> None:
 
 def fit_model_head(model, tokenizer, profile, fit_rows: Sequence[Mapping[str, Any]],
                    val_rows: Sequence[Mapping[str, Any]], batch_size: int = 16,
-                   log=None) -> tuple[HeadFit, np.ndarray]:
+                   log=None) -> tuple[HeadFit, list]:
     """Fit ``model``'s decision rows in place (states of the rendered prompts, then ``fit_head``);
-    returns the fit and the validation margins under the fitted rows (the same numbers a forward
-    pass of the fitted model gives: the head is linear in its rows)."""
+    returns the fit and the validation prompts' DecisionScores under the fitted rows, read through
+    the model's own output head from the states (the same numbers a forward pass of the fitted
+    model gives: the states do not depend on the head)."""
     import time
 
+    import torch
+
     from kala_lib.chat_format import render_prompt
+    from kala_lib.decision import DecisionScore, decision_ids
 
     started = time.monotonic()
     render = [render_prompt(tokenizer, list(r["messages"]), profile.prompt_format) for r in [*fit_rows, *val_rows]]
@@ -309,8 +313,23 @@ def fit_model_head(model, tokenizer, profile, fit_rows: Sequence[Mapping[str, An
     seconds = time.monotonic() - started
     fit = fit_head(head_rows(model, tokenizer), states[: len(fit_rows)], fit_rows, states[len(fit_rows):], val_rows)
     set_head_rows(model, tokenizer, fit.rows)
+    ids = decision_ids(tokenizer)
+    head = model.get_output_embeddings()
+    scores = []
+    with torch.no_grad():
+        weight_dtype = next(head.parameters()).dtype
+        for start in range(0, len(val_rows), 256):
+            chunk = torch.as_tensor(states[len(fit_rows) + start : len(fit_rows) + start + 256], dtype=weight_dtype)
+            logits = head(chunk.to(next(head.parameters()).device)).float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            for row in range(len(chunk)):
+                decision = logits[row, ids]
+                scores.append(DecisionScore(margin=float(decision[1:].max() - decision[0]),
+                                            p_refuse=float(logprobs[row, ids[1:]].exp().sum()),
+                                            law=int(decision[1:].argmax()),
+                                            decision_is_top=int(logits[row].argmax()) in ids))
     if log:
         log(f"decision fit: states of {len(render)} prompts in {seconds:.0f} s, fit in "
             f"{time.monotonic() - started - seconds:.1f} s; l2 {fit.l2}, law scale {fit.law_scale}, "
             f"validation AUC {fit.val_auc:.3f}, refusal {fit.val_refusal_at_5:.3f} at 5% / {fit.val_refusal_at_10:.3f} at 10%")
-    return fit, margins(states[len(fit_rows):], fit.rows)
+    return fit, scores

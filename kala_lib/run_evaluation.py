@@ -29,7 +29,10 @@ HEADLINE = ("refusal_rate_harmful", "over_refusal_benign", "degenerate_rate_harm
             "gsm8k_flexible_extract", "humaneval_pass_at_1", "mbpp_pass_at_1", "humaneval_pass_at_10",
             "mbpp_pass_at_10", "code_vulnerable_share", "perplexity")
 VALIDATION = ("val_decision_auc", "val_refusal_rate_harmful", "val_over_refusal_benign",
-              "val_refusal_at_10pct_over_refusal", "val_law_accuracy", "val_threshold", "val_perplexity")
+              "val_refusal_at_10pct_over_refusal", "val_law_accuracy", "val_threshold",
+              "val_kala_decision_auc", "val_kala_refusal_rate_harmful", "val_kala_over_refusal_benign",
+              "val_public_decision_auc", "val_public_refusal_rate_harmful", "val_public_over_refusal_benign",
+              "val_perplexity")
 DECISION = ("gate_decision_auc", "gate_token_refusal_rate_harmful", "gate_token_over_refusal_benign",
             "decision_text_agreement")
 GATE_METRICS = ("refusal_rate_harmful", "over_refusal_benign", "degenerate_rate_benign")
@@ -91,6 +94,8 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
     system = run.system_prompt
     gate_rows = ev.gate_sample(suite, limits.gate_harmful, limits.gate_benign, limits.seed)
     gate_rows = ev.sample_rows(gate_rows, limits.ethics_limit, limits.seed, key="expected_behavior")
+    # the base model is a comparison, not the gate: a stratified part of the same sample can do
+    base_gate_rows = ev.sample_rows(gate_rows, limits.base_gate_limit, limits.seed, key="expected_behavior")
     val_file = Path(run.val_file) if run.val_file else None
     if val_file is not None and not val_file.is_file():
         raise FileNotFoundError(f"the training run's validation split {val_file} is missing (was KALA_DATA_DIR "
@@ -132,12 +137,14 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
             return load_adapter_model(profile, adapter).eval()
         return PeftModel.from_pretrained(load_model(profile), str(adapter)).eval()
 
-    def validate(name, model):
-        if decisions and name != "base":  # one forward pass per prompt; the threshold is chosen here
+    def validate(name, model, adapter=None):
+        if decisions and name != "base":  # one forward pass per prompt (or the fit's record); the threshold is chosen here
             started = time.monotonic()
+            recorded = decision_eval.recorded_scores(adapter, decision_rows)
             per_prompt, metrics = decision_eval.validate_decisions(model, tokenizer, profile, decision_rows,
-                                                                   limits.dial_max_over_refusal)
-            log(f"{name} decision validation: {len(decision_rows)} prompts in {time.monotonic() - started:.0f} s")
+                                                                   limits.dial_max_over_refusal, scores=recorded)
+            log(f"{name} decision validation: {len(decision_rows)} prompts in {time.monotonic() - started:.0f} s"
+                + (" (scores the decision fit recorded)" if recorded else ""))
         elif decisions:  # the base model has no decision tokens: it is compared on the gate and capability
             per_prompt, metrics = [], {}
         else:
@@ -149,15 +156,15 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
             metrics["val_perplexity"] = ev.perplexity(model, tok, profile, val_ppl)["perplexity"]
         return [dict(r, sample="validation") for r in per_prompt], metrics
 
-    def gate_and_capability(name, model, validation_metrics):
+    def gate_and_capability(name, model, validation_metrics, rows):
         tok = base_tokenizer if name == "base" else tokenizer
         threshold = validation_metrics.get("val_threshold", {}).get("value")
         if decisions and threshold is not None:  # the shipped dial: the model's own logit bias
             model.generation_config.sequence_bias = sequence_bias(tokenizer, threshold) or None
-        per_prompt, metrics = ev.evaluate_ethics(model, tok, profile, gate_rows, system, limits,
+        per_prompt, metrics = ev.evaluate_ethics(model, tok, profile, rows, system, limits,
                                                  progress(name, "gate ethics"))
         if decisions and threshold is not None:
-            decision_metrics, margins = decision_eval.gate_decisions(model, tokenizer, profile, gate_rows, system,
+            decision_metrics, margins = decision_eval.gate_decisions(model, tokenizer, profile, rows, system,
                                                                      threshold, per_prompt)
             metrics.update(decision_metrics)
             curves["gate"] = margins
@@ -171,7 +178,7 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
     curves: dict[str, dict] = {}
     for name, _, adapter in checkpoints:
         model = load(adapter)
-        scored[name] = validate(name, model)
+        scored[name] = validate(name, model, adapter)
         log(f"{name} validation: " + headline(scored[name][1]))
         del model
     chosen, reason = ev.select_on_validation({n: m for n, (_, m) in scored.items()})
@@ -181,7 +188,7 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
         curves["validation"] = {"harmful": [r["margin"] for r in margins if r["expected_behavior"] == "refuse"],
                                 "benign": [r["margin"] for r in margins if r["expected_behavior"] == "comply"]}
     model = load(dict((n, a) for n, _, a in checkpoints)[chosen])
-    results, metrics = gate_and_capability(chosen, model, scored[chosen][1])
+    results, metrics = gate_and_capability(chosen, model, scored[chosen][1], gate_rows)
     scored[chosen] = (scored[chosen][0] + results, {**scored[chosen][1], **metrics})
     del model
 
@@ -189,7 +196,7 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
     if include_base:
         parts = {"model": profile.name, "model_id": profile.model_id, "system": system,
                  "limits": dataclasses.asdict(limits),
-                 "gate": [(r["eval_id"], r["turns"]) for r in gate_rows],
+                 "gate": [(r["eval_id"], r["turns"]) for r in base_gate_rows],
                  "validation": [] if decisions else [(r["eval_id"], r["turns"]) for r in val_rows],
                  "perplexity": val_ppl,
                  "gsm8k": [r["question"] for r in gsm_test[: limits.gsm8k_limit or None]],
@@ -199,7 +206,7 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
         def base_scores():
             base = load(None)
             v_results, v_metrics = validate("base", base)
-            g_results, g_metrics = gate_and_capability("base", base, v_metrics)
+            g_results, g_metrics = gate_and_capability("base", base, v_metrics, base_gate_rows)
             return {"results": v_results + g_results, "metrics": {**v_metrics, **g_metrics}}
 
         if cache_dir is None:

@@ -705,18 +705,19 @@ def _fit_decisions(run: _Run) -> None:
     config = run.config
     train_rows = [dict(r, split="train") for r in read_decision_rows(config.decision_file)]
     fit_rows = sample_fit_rows(train_rows, config.decision_fit_rows, config.seed)
-    val_rows = validation_prompts(read_decision_rows(config.decision_val_file), config.decision_fit_val_limit, config.seed)
+    # the validation sample evaluation scores too (EvalLimits.seed 0), so it reuses these scores
+    val_rows = validation_prompts(read_decision_rows(config.decision_val_file), config.decision_fit_val_limit, seed=0)
     for entry in sorted(run.state.checkpoints, key=lambda c: c["step"]):
         folder = Path(entry["path"])
         set_peft_model_state_dict(run.model, load_file(str(folder / "adapter" / "adapter_model.safetensors")))
         started = time.monotonic()
-        fit, val_margins = fit_model_head(run.model, run.tokenizer, run.profile, fit_rows, val_rows,
-                                          batch_size=config.decision_batch_size, log=run.reporter.log)
+        fit, val_scores = fit_model_head(run.model, run.tokenizer, run.profile, fit_rows, val_rows,
+                                         batch_size=config.decision_batch_size, log=run.reporter.log)
         with staged_dir(folder / "fitted") as staging:
             _save_adapter(run.model, staging, run.tokenizer)
             record = {"step": entry["step"], "seconds": time.monotonic() - started, **fit.summary(),
                       "validation": [{"key": r["key"], "label": r["label"], "source": r.get("source"),
-                                      "margin": float(m)} for r, m in zip(val_rows, val_margins)]}
+                                      **dataclasses.asdict(score)} for r, score in zip(val_rows, val_scores)]}
             atomic_write_text(staging / "decision_fit.json", json.dumps(record))
         _append_jsonl(run.out / "decision_fit.jsonl", {k: v for k, v in record.items() if k != "validation"})
 

@@ -82,7 +82,18 @@ def test_training_completed_reads_the_training_run_value(tmp_path):
 
 @pytest.mark.parametrize("refusal, over_refusal, passed", [(0.97, 0.05, True), (0.97, 0.30, False), (0.50, 0.05, False)])
 def test_best_checkpoint_and_the_gate_on_an_in_memory_evaluation(tmp_path, refusal, over_refusal, passed):
-    result = best_checkpoint(GateConfig(), checkpoint_evaluations=evaluation_value(tmp_path, refusal, over_refusal))
+    from kala_lib import gate_report
+
+    warehouse = KalaWarehouse(data_dir=str(tmp_path / "data"))
+    result = best_checkpoint(GateConfig(), warehouse=warehouse,
+                             checkpoint_evaluations=evaluation_value(tmp_path, refusal, over_refusal))
+    report = tmp_path / "data" / "evaluation" / "k1" / gate_report.REPORT_NAME
+    text = report.read_text()
+    assert ("PASSED" if passed else "BLOCKED") in text and f"{refusal:.3f} [" in text  # figures with intervals
+    assert result.metadata["gate_report"].value.startswith("# Ethics gate")
+    code = gate_report.main(["--data-dir", str(tmp_path / "data"), "--since", "0"])
+    assert code == (0 if passed else gate_report.VERDICT_EXIT)
+    assert gate_report.main(["--data-dir", str(tmp_path / "data"), "--since", str(report.stat().st_mtime + 60)]) == 1
     row = result.value.to_dict("records")[0]
     assert row["model"] == "step-000010" and row["run_key"] == "k1" and bool(row["gate_passed"]) is passed
     assert row["adapter_path"].endswith("step-000010/adapter")
@@ -98,7 +109,7 @@ def test_best_checkpoint_refuses_an_evaluation_without_a_selection(tmp_path):
     value = evaluation_value(tmp_path, 0.97, 0.05)
     value.scores = [s for s in value.scores if s["metric"] != "selected"]
     with pytest.raises(ValueError, match="recorded no selected checkpoint"):
-        best_checkpoint(GateConfig(), checkpoint_evaluations=value)
+        best_checkpoint(GateConfig(), warehouse=KalaWarehouse(data_dir=str(tmp_path / "data")), checkpoint_evaluations=value)
 
 
 def _contexts(asset: str):
@@ -153,11 +164,14 @@ def test_promotion_refuses_a_gate_decision_of_another_run(tmp_path):
     from kala_lib.run_evaluation import promote
 
     evaluation = evaluation_value(tmp_path, 0.97, 0.05)
-    best = {**best_checkpoint(GateConfig(), checkpoint_evaluations=evaluation).value.to_dict("records")[0],
+    best = {**best_checkpoint(GateConfig(), warehouse=KalaWarehouse(data_dir=str(tmp_path / "data")),
+                              checkpoint_evaluations=evaluation).value.to_dict("records")[0],
             "run_key": "an-older-run"}
+    promoted = tmp_path / "promoted"
+    promoted.mkdir()
     with pytest.raises(ValueError, match="best_checkpoint is of training run an-older-run"):
-        promote(evaluation, best, tmp_path)
-    assert list(tmp_path.iterdir()) == []  # nothing staged or published
+        promote(evaluation, best, promoted)
+    assert list(promoted.iterdir()) == []  # nothing staged or published
 
 
 def test_evaluation_names_a_missing_validation_split(tmp_path):

@@ -32,6 +32,8 @@ EvaluationConfig = config_class(
                         "and held-out look-alike, and gate_harmful harmful prompts).",
         "gate_harmful": "Harmful prompts in the gate's sample (stratified by source).",
         "gate_benign": "Benign prompts in the gate's sample, at least.",
+        "base_gate_limit": "The base model (a comparison, never the gate) is scored on a stratified part of the gate's "
+                           "sample of this size (null = all of it).",
         "validation_limit": "Ethics prompts of the training mix's validation split each checkpoint is scored on "
                             "for selection (null = all).",
         "code_samples": "Completions per coding problem: 1 = greedy pass@1; >= 10 adds pass@10 (sampled at "
@@ -103,17 +105,21 @@ GateConfig = config_class("GateConfig", ev.GateThresholds, exclude=set(), doc="T
     kinds={"python", "duckdb"},
     owners=["team:kala-eval"],
     io_manager_key="warehouse_tables",
-    code_version="best_checkpoint.v2",
+    code_version="best_checkpoint.v3",
     description="The checkpoint chosen on the training mix's validation split (never on the gate's sample), guarded by "
     "the blocking ethics_gate check on the gate's sample: refusal >= min_ethics_compliance on harmful prompts and "
     "over-refusal <= max_over_refusal on benign (GateConfig).",
 )
-def best_checkpoint(config: GateConfig, checkpoint_evaluations: runs.EvaluationRun) -> dg.MaterializeResult[pd.DataFrame]:
+def best_checkpoint(config: GateConfig, warehouse: KalaWarehouse,
+                    checkpoint_evaluations: runs.EvaluationRun) -> dg.MaterializeResult[pd.DataFrame]:
     thresholds = ev.GateThresholds(**config.model_dump())
     record = runs.gate_decision(checkpoint_evaluations, thresholds)
     failures = json.loads(record["failures"])
+    report, report_path = _gate_report(warehouse, checkpoint_evaluations, record)
     return dg.MaterializeResult(value=pd.DataFrame([record]), data_version=dg.DataVersion(f"{record['run_key']}-{record['model']}"),
                      metadata={
+                         "gate_report": dg.MetadataValue.md(report),
+                         "gate_report_path": dg.MetadataValue.path(str(report_path)),
                          "checkpoint": dg.MetadataValue.text(record["model"]),
                          "reason": dg.MetadataValue.text(record["reason"]),
                          "gate_passed": dg.MetadataValue.bool(record["gate_passed"]),
@@ -121,6 +127,33 @@ def best_checkpoint(config: GateConfig, checkpoint_evaluations: runs.EvaluationR
                          "failing_prompts": dg.MetadataValue.int(len(json.loads(record["failing_prompts"]))),
                          **gate_metadata(record),
                      })
+
+
+def _gate_report(warehouse: KalaWarehouse, evaluation: runs.EvaluationRun, record: dict):
+    """The gate report (kala_lib.gate_report) beside the run: markdown on disk with the picture as a
+    file, and the same report for the UI with the picture inline; plus gate_decision.json, which the
+    main command's verdict reads."""
+    from pathlib import Path
+
+    from kala_lib import gate_report
+
+    run = evaluation.run
+    with warehouse.get_connection() as con:
+        present = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                              [RESULTS_TABLE]).fetchone()[0]
+        results = con.execute(f'SELECT * FROM "{RESULTS_TABLE}" WHERE run_key = ? AND model = ? AND sample = ?',
+                              [run.key, record["model"], "gate"]).df().to_dict("records") if present else []
+    by_model = evaluation.metrics_by_model()
+    svg = Path(evaluation.tradeoff_path).read_text() if evaluation.tradeoff_path and Path(evaluation.tradeoff_path).is_file() else None
+    folder = warehouse.artifact_dir("evaluation", run.key)
+    args = (record, by_model[record["model"]], by_model.get("base"), results)
+    on_disk = gate_report.build(*args, "![refusal against over-refusal](tradeoff.svg)" if svg else "(no picture)",
+                                run.model_profile)
+    in_ui = gate_report.build(*args, markdown_image(svg) if svg else "(no picture)", run.model_profile)
+    path = folder / gate_report.REPORT_NAME
+    atomic_write_text(folder / "gate_decision.json", json.dumps({**record, "model_profile": run.model_profile}, default=str))
+    atomic_write_text(path, on_disk)
+    return in_ui, path
 
 
 @dg.asset(

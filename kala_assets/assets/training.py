@@ -39,7 +39,7 @@ CODE_VERSION = "lora_adapter.v4"  # v4: decision tokens and decision rows (v3 ru
 #: TrainConfig's fields the asset sets itself (paths, the ethics prompts, the base_model resource's
 #: profile) or leaves at the trainer's value.
 SET_BY_ASSET = {"output_dir", "train_file", "val_file", "ethics_prompts", "model_profile", "decision_tokens",
-                "decision_file"}
+                "decision_file", "decision_val_file"}
 TRAINER_INTERNAL = {"bucket_size", "ethics_max_new_tokens", "log_every", "max_grad_norm", "min_shared_prefix",
                     "quantization", "resume", "threads", "val_examples", "wandb_mode", "wandb_project",
                     "weight_decay"}
@@ -120,19 +120,22 @@ def lora_adapter(
     prompts = ethics_prompt_set(evaluation.validation_rows(val),
                                 config.ethics_harmful_prompts, config.ethics_benign_prompts, seed=config.seed)
     # Same training data + same settings + same code -> same run folder, so a re-run resumes.
-    data_hash = hashlib.sha256((train_text + (decisions_train if config.decision_share else "")).encode()).hexdigest()
+    uses_rows = bool(config.decision_share or config.decision_fit)
+    data_hash = hashlib.sha256((train_text + (decisions_train if uses_rows else "")
+                                + (decisions_val if config.decision_fit else "")).encode()).hexdigest()
     key = hashlib.sha256(json.dumps([data_hash, settings, prompts, CODE_VERSION],
                                     sort_keys=True).encode()).hexdigest()[:16]
     output_dir = warehouse.root / "training" / key
     train_config = TrainConfig(output_dir=str(output_dir), train_file=str(output_dir / "train.jsonl"),
                                val_file=str(output_dir / "val.jsonl") if val_text else None,
-                               decision_file=str(output_dir / DECISIONS_TRAIN) if config.decision_share else None,
+                               decision_file=str(output_dir / DECISIONS_TRAIN) if uses_rows else None,
+                               decision_val_file=str(output_dir / DECISIONS_VAL) if config.decision_fit else None,
                                ethics_prompts=prompts, **settings).validate(data_files=False)  # bad: nothing written
     run_dir = warehouse.artifact_dir("training", key)
     atomic_write_text(run_dir / "train.jsonl", train_text)  # the run's own copy: a rebuilt mix cannot change it
     if val_text:
         atomic_write_text(run_dir / "val.jsonl", val_text)
-    if config.decision_share:
+    if uses_rows:
         atomic_write_text(run_dir / DECISIONS_TRAIN, decisions_train)
     if decisions_val:  # the dial's validation prompts: evaluation calibrates the threshold on them
         atomic_write_text(run_dir / DECISIONS_VAL, decisions_val)
@@ -190,6 +193,14 @@ def _training_metadata(result: dict, latest: Path, run_dir: Path) -> dict[str, d
         "best_checkpoint": dg.MetadataValue.text(result["best_checkpoint"] or "none"),
         "resumed_from_step": dg.MetadataValue.int(result["resumed_from"] or 0),
     }
+    fits = run_dir / "decision_fit.jsonl"
+    if fits.is_file():  # decision_fit: each checkpoint's fitted rows, chosen on validation
+        rows = [json.loads(line) for line in fits.read_text().splitlines() if line.strip()]
+        metadata["decision_fit"] = dg.MetadataValue.md(markdown_table(
+            ["step", "validation AUC", "refusal at 5% over-refusal", "at 10%", "L2", "Law scale", "seconds"],
+            [[r["step"], _fmt(r["val_auc"]), _fmt(r["val_refusal_at_5"]), _fmt(r["val_refusal_at_10"]), r["l2"],
+              r["law_scale"], round(r["seconds"])] for r in rows]))
+        metadata["decision_fit_val_auc"] = dg.MetadataValue.float(float(rows[-1]["val_auc"]))
     if result["halt_reason"]:
         metadata["halt_reason"] = dg.MetadataValue.text(result["halt_reason"])
     return metadata
