@@ -33,6 +33,9 @@ def main() -> None:
     parser.add_argument("--validation-limit", type=int, default=400, help="validation prompts per label")
     parser.add_argument("--work", type=Path, default=Path("/tmp/kala-decision-bench"))
     parser.add_argument("--adapter", type=Path, help="score this adapter instead of training")
+    parser.add_argument("--refit", action="store_true",
+                        help="with --adapter (trained with --decision-init split): fit its decision rows first, "
+                             "saved under --work/fitted, as training with --decision-fit does")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
@@ -82,6 +85,21 @@ def main() -> None:
             print(f"seconds per SFT row {sft_s:.3f}, per decision row {dec_s:.3f} (ratio {cost:.2f}); "
                   f"tokens per decision row {sum(r['decision_tokens'] for r in rows) / sum(r['decision_rows'] for r in rows):.0f}")
         adapter = Path(result.adapter_dir)
+    if args.adapter is not None and args.refit:
+        from kala_lib.decision_eval import validation_prompts
+        from kala_lib.decision_fit import fit_model_head, sample_fit_rows
+        from kala_lib.storage import staged_dir
+
+        fit_rows = sample_fit_rows([dict(r) for r in decisions if r["split"] == "train"], args.fit_rows, seed=42)
+        val_fit = validation_prompts(decision_records(decisions, "val"), args.validation_limit, seed=0)
+        model = load_adapter_model(profile, adapter).eval()
+        started = time.monotonic()
+        fit, _ = fit_model_head(model, adapter_tokenizer(profile, adapter), profile, fit_rows, val_fit, log=print)
+        print(f"refit in {time.monotonic() - started:.0f} s: {json.dumps({k: v for k, v in fit.summary().items() if k != 'tried'})}")
+        with staged_dir(args.work / "fitted") as staging:
+            model.save_pretrained(str(staging), save_embedding_layers=False)
+            adapter_tokenizer(profile, adapter).save_pretrained(str(staging))
+        adapter = args.work / "fitted"
     tokenizer = adapter_tokenizer(profile, adapter)
     model = load_adapter_model(profile, adapter).eval()
     val = decision_eval.validation_prompts(decision_records(decisions, "val"), args.validation_limit)

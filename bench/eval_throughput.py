@@ -1,10 +1,10 @@
 """Benchmark: KALA's batched greedy generation against one prompt at a time, same prompts, same run.
 
 Both use `kala_lib.generation.generate` on the embedded SmolLM2 (fp32, CPU) with the KV cache;
-the baseline passes one prompt per call (batch_size=1), KALA batches prompts of similar length
-with left padding. The outputs must be identical (greedy decoding), which the script checks.
+the baseline passes one prompt per call (batch_size=1, or ``--baseline-batch``), KALA batches prompts
+of similar length with left padding; ``--rounds`` alternates the two and pools them. The outputs must be identical (greedy decoding), which the script checks.
 
-    .venv/bin/python bench/eval_throughput.py [--prompts 16] [--max-new-tokens 32] [--batch 16]
+    .venv/bin/python bench/eval_throughput.py [--prompts 16] [--max-new-tokens 32] [--batch 16] [--baseline-batch 1] [--rounds 1]
 
 The last line: speedup=<ratio> prompts_s=<n>
 """
@@ -25,6 +25,8 @@ def main() -> None:
     parser.add_argument("--prompts", type=int, default=16)
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--baseline-batch", type=int, default=1, help="the baseline's batch size (1: one prompt at a time)")
+    parser.add_argument("--rounds", type=int, default=1, help="alternate baseline and batched this many times, pooled")
     args = parser.parse_args()
     import torch
 
@@ -36,21 +38,25 @@ def main() -> None:
                      for e in examples.examples[: args.prompts]]
     generate(model, tokenizer, conversations[:2], profile.prompt_format, max_new_tokens=4)  # warm-up
 
-    start = time.perf_counter()
-    single = [generate(model, tokenizer, [c], profile.prompt_format, max_new_tokens=args.max_new_tokens, batch_size=1)[0]
-              for c in conversations]
-    single_s = time.perf_counter() - start
-    start = time.perf_counter()
-    batched = generate(model, tokenizer, conversations, profile.prompt_format, max_new_tokens=args.max_new_tokens,
-                       batch_size=args.batch)
-    batched_s = time.perf_counter() - start
+    single_s = batched_s = 0.0
+    for _ in range(args.rounds):  # alternated, so drift in this machine's speed hits both alike
+        start = time.perf_counter()
+        single = generate(model, tokenizer, conversations, profile.prompt_format, max_new_tokens=args.max_new_tokens,
+                          batch_size=args.baseline_batch)
+        single_s += time.perf_counter() - start
+        start = time.perf_counter()
+        batched = generate(model, tokenizer, conversations, profile.prompt_format, max_new_tokens=args.max_new_tokens,
+                           batch_size=args.batch)
+        batched_s += time.perf_counter() - start
     same = sum(a == b for a, b in zip(single, batched))
     speedup = single_s / batched_s
     print(f"prompts: {len(conversations)}, max new tokens {args.max_new_tokens}, batch {args.batch}")
-    print(f"one at a time:   {single_s:7.1f} s   {len(conversations) / single_s:6.2f} prompts/s")
-    print(f"batched:         {batched_s:7.1f} s   {len(conversations) / batched_s:6.2f} prompts/s")
+    total = len(conversations) * args.rounds
+    print(f"rounds: {args.rounds}; baseline batch {args.baseline_batch}")
+    print(f"baseline:        {single_s:7.1f} s   {total / single_s:6.2f} prompts/s")
+    print(f"batched:         {batched_s:7.1f} s   {total / batched_s:6.2f} prompts/s")
     print(f"identical outputs: {same}/{len(conversations)} (greedy; left padding can change float rounding)")
-    print(f"speedup={speedup:.2f} prompts_s={len(conversations) / batched_s:.2f}")
+    print(f"speedup={speedup:.2f} prompts_s={total / batched_s:.2f}")
 
 
 if __name__ == "__main__":

@@ -137,43 +137,12 @@ class DecisionScore:
 
 
 def decision_scores(model, tokenizer, prompts: Sequence[str], batch_size: int = 16) -> list[DecisionScore]:
-    """One forward pass per prompt (rendered chat prompts ending where the response starts)."""
-    import torch
+    """One forward pass per prompt (rendered chat prompts ending where the response starts; the
+    prefix they share runs once: kala_lib.decision_fit.prompt_states), read by the model's own
+    output head at the last position."""
+    from kala_lib.decision_fit import prompt_states, scores_from_states
 
-    ids = decision_ids(tokenizer)
-    device = next(model.parameters()).device
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    scores: list[DecisionScore] = []
-    was_training = model.training
-    model.eval()
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    by_index: dict[int, DecisionScore] = {}
-    with torch.no_grad():
-        for start in range(0, len(order), batch_size):
-            chunk = order[start : start + batch_size]
-            encoded = [tokenizer(prompts[i], add_special_tokens=False)["input_ids"] for i in chunk]
-            width = max(map(len, encoded))
-            input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
-            attention = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, tokens in enumerate(encoded):  # left padding: the last position is the prompt's end
-                input_ids[row, width - len(tokens):] = torch.tensor(tokens)
-                attention[row, width - len(tokens):] = 1
-            position = (attention.cumsum(dim=1) - 1).clamp(min=0)
-            logits = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                           position_ids=position.to(device), use_cache=False, logits_to_keep=1).logits[:, -1].float()
-            logprobs = torch.log_softmax(logits, dim=-1)
-            for row, i in enumerate(chunk):
-                decision = logits[row, ids]
-                refuse = decision[1:]
-                by_index[i] = DecisionScore(
-                    margin=float(refuse.max() - decision[0]),
-                    p_refuse=float(logprobs[row, ids[1:]].exp().sum()),
-                    law=int(refuse.argmax()),
-                    decision_is_top=int(logits[row].argmax()) in ids,
-                )
-    model.train(was_training)
-    scores = [by_index[i] for i in range(len(prompts))]
-    return scores
+    return scores_from_states(model, tokenizer, prompt_states(model, tokenizer, prompts, batch_size=batch_size)[-1])
 
 
 # --- the dial: ROC, threshold, bias ---------------------------------------------------------------------

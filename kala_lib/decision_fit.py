@@ -41,38 +41,71 @@ L2_GRID = (1e-4, 1e-3, 1e-2, 1e-1)
 LAW_SCALES = (0.25, 0.5, 1.0)
 
 
+def common_prefix_length(token_lists: Sequence[Sequence[int]]) -> int:
+    """Tokens every list starts with, leaving each at least one token of its own (the position
+    whose state is read must be computed with the rest of its row)."""
+    if not token_lists:
+        return 0
+    first = token_lists[0]
+    length = min(len(t) for t in token_lists) - 1
+    for tokens in token_lists[1:]:
+        k = 0
+        while k < length and tokens[k] == first[k]:
+            k += 1
+        length = k
+    return max(0, length)
+
+
 def prompt_states(model, tokenizer, prompts: Sequence[str], layers: Sequence[int] | None = None,
-                  batch_size: int = 16) -> dict[int, np.ndarray]:
+                  batch_size: int = 16, min_shared_prefix: int = 16) -> dict[int, np.ndarray]:
     """Hidden states at the last prompt position (where the response's first token is chosen).
 
     ``layers`` index ``output_hidden_states`` (0: the embeddings, -1 or L: the final normed state the
     output head reads); None means the final state only. Returns {layer: float32 array [n, d]} in
-    the order of ``prompts``. Rendered chat prompts, left-padded in batches of similar length."""
+    the order of ``prompts`` (rendered chat prompts). The token prefix every prompt shares (the
+    system turn and chat header, about half of a typical prompt) runs once: its keys and values are
+    reused by every batch, which is the same computation as running it per row."""
     import torch
+    from transformers import DynamicCache
 
     wanted = list(layers) if layers is not None else [-1]
     device = next(model.parameters()).device
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
-    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    encoded = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = getattr(base, base.base_model_prefix)
+    shared = common_prefix_length(encoded)
+    shared = shared if shared >= min_shared_prefix else 0
+    order = sorted(range(len(prompts)), key=lambda i: len(encoded[i]))
     out: dict[int, np.ndarray] = {}
     was_training = model.training
     model.eval()
     with torch.no_grad():
+        prefix = None
+        if shared:
+            cache = decoder(input_ids=torch.tensor([encoded[0][:shared]], device=device), use_cache=True).past_key_values
+            prefix = [(layer.keys, layer.values) for layer in cache.layers]
         for start in range(0, len(order), batch_size):
             chunk = order[start : start + batch_size]
-            encoded = [tokenizer(prompts[i], add_special_tokens=False)["input_ids"] for i in chunk]
-            width = max(map(len, encoded))
+            rows = [encoded[i][shared:] for i in chunk]
+            width = max(map(len, rows))
             input_ids = torch.full((len(chunk), width), pad, dtype=torch.long)
             attention = torch.zeros((len(chunk), width), dtype=torch.long)
-            for row, tokens in enumerate(encoded):
-                input_ids[row, width - len(tokens):] = torch.tensor(tokens)
-                attention[row, width - len(tokens):] = 1
-            position = (attention.cumsum(dim=1) - 1).clamp(min=0)
-            hidden = model(input_ids=input_ids.to(device), attention_mask=attention.to(device),
-                           position_ids=position.to(device), use_cache=False, logits_to_keep=1,
-                           output_hidden_states=True).hidden_states
+            for row, tokens in enumerate(rows):  # right padding: positions continue from the prefix
+                input_ids[row, : len(tokens)] = torch.tensor(tokens)
+                attention[row, : len(tokens)] = 1
+            kwargs = {"use_cache": False}
+            if prefix is not None:
+                kwargs = {"use_cache": True, "past_key_values": DynamicCache(
+                    ddp_cache_data=[(k.expand(len(chunk), *k.shape[1:]), v.expand(len(chunk), *v.shape[1:]))
+                                    for k, v in prefix], config=decoder.config)}
+                attention = torch.cat([attention.new_ones(len(chunk), shared), attention], dim=1)
+            hidden = decoder(input_ids=input_ids.to(device), attention_mask=attention.to(device),
+                             output_hidden_states=True, **kwargs).hidden_states
+            last = torch.tensor([len(tokens) - 1 for tokens in rows], device=device)
+            picked = torch.arange(len(chunk), device=device)
             for layer in wanted:
-                states = hidden[layer][:, -1].float().cpu().numpy()
+                states = hidden[layer][picked, last].float().cpu().numpy()
                 target = out.setdefault(layer, np.zeros((len(prompts), states.shape[1]), dtype=np.float32))
                 target[chunk] = states
     model.train(was_training)
@@ -302,10 +335,7 @@ def fit_model_head(model, tokenizer, profile, fit_rows: Sequence[Mapping[str, An
     model gives: the states do not depend on the head)."""
     import time
 
-    import torch
-
     from kala_lib.chat_format import render_prompt
-    from kala_lib.decision import DecisionScore, decision_ids
 
     started = time.monotonic()
     render = [render_prompt(tokenizer, list(r["messages"]), profile.prompt_format) for r in [*fit_rows, *val_rows]]
@@ -313,23 +343,32 @@ def fit_model_head(model, tokenizer, profile, fit_rows: Sequence[Mapping[str, An
     seconds = time.monotonic() - started
     fit = fit_head(head_rows(model, tokenizer), states[: len(fit_rows)], fit_rows, states[len(fit_rows):], val_rows)
     set_head_rows(model, tokenizer, fit.rows)
-    ids = decision_ids(tokenizer)
-    head = model.get_output_embeddings()
-    scores = []
-    with torch.no_grad():
-        weight_dtype = next(head.parameters()).dtype
-        for start in range(0, len(val_rows), 256):
-            chunk = torch.as_tensor(states[len(fit_rows) + start : len(fit_rows) + start + 256], dtype=weight_dtype)
-            logits = head(chunk.to(next(head.parameters()).device)).float()
-            logprobs = torch.log_softmax(logits, dim=-1)
-            for row in range(len(chunk)):
-                decision = logits[row, ids]
-                scores.append(DecisionScore(margin=float(decision[1:].max() - decision[0]),
-                                            p_refuse=float(logprobs[row, ids[1:]].exp().sum()),
-                                            law=int(decision[1:].argmax()),
-                                            decision_is_top=int(logits[row].argmax()) in ids))
+    scores = scores_from_states(model, tokenizer, states[len(fit_rows):])
     if log:
         log(f"decision fit: states of {len(render)} prompts in {seconds:.0f} s, fit in "
             f"{time.monotonic() - started - seconds:.1f} s; l2 {fit.l2}, law scale {fit.law_scale}, "
             f"validation AUC {fit.val_auc:.3f}, refusal {fit.val_refusal_at_5:.3f} at 5% / {fit.val_refusal_at_10:.3f} at 10%")
     return fit, scores
+
+
+def scores_from_states(model, tokenizer, states: np.ndarray) -> list:
+    """DecisionScores read by the model's own output head from final states (kala_lib.decision)."""
+    import torch
+
+    from kala_lib.decision import DecisionScore, decision_ids
+
+    ids = decision_ids(tokenizer)
+    head = model.get_output_embeddings()
+    weight = next(head.parameters())
+    scores = []
+    with torch.no_grad():
+        for start in range(0, len(states), 256):
+            logits = head(torch.as_tensor(states[start : start + 256], dtype=weight.dtype, device=weight.device)).float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            for row in range(logits.shape[0]):
+                decision = logits[row, ids]
+                scores.append(DecisionScore(margin=float(decision[1:].max() - decision[0]),
+                                            p_refuse=float(logprobs[row, ids[1:]].exp().sum()),
+                                            law=int(decision[1:].argmax()),
+                                            decision_is_top=int(logits[row].argmax()) in ids))
+    return scores

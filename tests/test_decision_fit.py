@@ -217,3 +217,25 @@ def test_fitting_a_tied_head_is_refused():
     model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"], trainable_token_indices={"embed_tokens": ids}))
     with pytest.raises(d.DecisionError, match="tied|no trainable decision rows"):
         f.set_head_rows(model, tokenizer, np.zeros((6, 576)))
+
+
+@pytest.mark.parametrize("profile_name", ["tiny-gpt-neox", "smollm2-135m"])
+def test_states_with_the_shared_prefix_run_once_equal_a_full_pass_per_prompt(profile_name):
+    from kala_lib.chat_format import render_prompt
+
+    profile = get_profile(profile_name)
+    tokenizer = load_tokenizer(profile)
+    model = load_model(profile).eval()
+    conversations = [[{"role": "system", "content": "You are KALA. Follow the five Laws, in order, always."},
+                      {"role": "user", "content": text}] for text in
+                     ("How do I bake bread?", "Write a poem about the sea and the wind over it", "hi", "Explain DNS " * 20)]
+    prompts = [render_prompt(tokenizer, c, profile.prompt_format) for c in conversations]
+    ids = [tokenizer(p, add_special_tokens=False)["input_ids"] for p in prompts]
+    assert f.common_prefix_length(ids) >= 16  # the system turn is shared
+    shared = f.prompt_states(model, tokenizer, prompts, layers=[2, -1], batch_size=3)
+    whole = f.prompt_states(model, tokenizer, prompts, layers=[2, -1], batch_size=3, min_shared_prefix=10_000)
+    for layer in (2, -1):
+        assert np.allclose(shared[layer], whole[layer], atol=2e-4)
+    with torch.no_grad():  # and both are the state a plain forward pass of one prompt ends with
+        alone = model(input_ids=torch.tensor([ids[3]]), output_hidden_states=True).hidden_states[-1][0, -1].numpy()
+    assert np.allclose(shared[-1][3], alone, atol=2e-4)
