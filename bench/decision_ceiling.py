@@ -32,8 +32,6 @@ from pathlib import Path
 
 import numpy as np
 
-KALA_SOURCES = ("constitutional_examples", "decision_corpus")
-
 
 def _points(scores: np.ndarray, harmful: np.ndarray) -> tuple[float, float]:
     from kala_lib.decision import auc, choose_threshold
@@ -107,6 +105,7 @@ def _readouts(name: str, states: dict, fit_index, val_index, gate_index, fit_y, 
             row["gate_auc"], row["gate_r10"] = _points(scorer(gate_index), gate_y)
         rows.append(row)
         log(f"  {name:<8} {readout:<22} val AUC {row['val_auc']:.3f} r10 {row['val_r10']:.3f}"
+            + "".join(f"  {s} AUC {row[f'{s}_auc']:.3f} r10 {row[f'{s}_r10']:.3f}" for s in slices)
             + (f"  gate AUC {row['gate_auc']:.3f} r10 {row['gate_r10']:.3f}" if gate_index is not None else "")
             + f"  ({settings})")
 
@@ -168,7 +167,7 @@ def main() -> None:
     weights = balanced_weights(fit_y.astype(int).tolist(), [str(r["source"]) for r in fit_rows])
     val_y = np.array([r["label"] == "harmful" for r in val_rows])
     gate_y = np.array([r["expected_behavior"] == "refuse" for r in gate_rows])
-    kala = np.array([r["source"] in KALA_SOURCES for r in val_rows])
+    kala = np.array([decision_eval.validation_slice(r["source"]) == "kala" for r in val_rows])
     slices = {"val_kala": kala} | ({"val_public": ~kala} if (~kala).any() else {})
     print(f"fit rows {len(fit_rows)} ({int(fit_y.sum())} harmful), validation {len(val_rows)} "
           f"({int(val_y.sum())} harmful; slices {', '.join(f'{k} {int(v.sum())}' for k, v in slices.items())}), "

@@ -13,7 +13,7 @@ Reads ``decision_rows`` from the warehouse (built with ``safety_training_prompts
 
     .venv/bin/python bench/decision_sources.py --adapter PATH [--kala-rows 2000] [--public-rows 3000]
 
-Last line: kala_only=<mean AUC> all_sources=<mean AUC> keep=<comma-separated sources or none>
+Last line: kala_only=<mean AUC> all_sources=<mean AUC> kept=<mean AUC> keep=<comma-separated sources or none>
 """
 
 from __future__ import annotations
@@ -87,8 +87,11 @@ def main() -> None:
         print(f"{name:<34} {r['kala']:>13.3f} {r['public']:>15.3f} {r['mean']:>7.3f}")
     full = results["KALA + all public"]["mean"]
     keep = [s for s in sources if results[f"all but {s}"]["mean"] < full]
+    kept = score(set(keep))
+    print(f"{'KALA + the kept sources':<34} {kept['kala']:>13.3f} {kept['public']:>15.3f} {kept['mean']:>7.3f}")
     print(f"{time.monotonic() - started:.0f} s in all; a source is kept when leaving it out lowers the mean AUC")
-    print(f"kala_only={results['KALA only']['mean']:.3f} all_sources={full:.3f} keep={','.join(keep) or 'none'}")
+    print(f"kala_only={results['KALA only']['mean']:.3f} all_sources={full:.3f} kept={kept['mean']:.3f} "
+          f"keep={','.join(keep) or 'none'}")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,7 @@ class DecisionRowSettings:
     corpus_val_share: float = 0.2  # decision-corpus prompts held out for the dial's validation split
     unassigned_split_ratios: list[float] | None = None  # hash split of requests the mix did not draw (None = the mix's)
     seed: int = 0
-    public_sources: list[str] | None = None  # safety_sources kept as decision rows (None = all, [] = none)
+    public_sources: list[str] | None = None  # safety_sources kept as training rows (None = all, [] = none); validation's always stay
 
 
 def hash_split(key: str, ratios: Sequence[float], salt: str = "decision") -> str:
@@ -114,8 +114,8 @@ def build_decision_rows(
                    "law": prompt.law, "style": prompt.style,
                    "decision": decision_token("refuse" if prompt.harmful else "comply", prompt.law), "messages": messages})
     wanted = None if settings.public_sources is None else set(settings.public_sources)
-    for prompt in public:
-        if wanted is not None and prompt["source"] not in wanted:
+    for prompt in public:  # public_sources chooses training sources; the held-out validation slice always stays
+        if wanted is not None and prompt["source"] not in wanted and prompt["split"] == "train":
             continue
         law = _law(prompt.get("law"))
         messages = system + [{"role": "user", "content": prompt["text"]}]

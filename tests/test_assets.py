@@ -199,7 +199,7 @@ def test_dagster_training_config_mirrors_the_trainer_config():
     from kala_lib.training import TrainConfig
 
     set_by_asset = {"output_dir", "train_file", "val_file", "ethics_prompts", "model_profile",  # profile: base_model
-                    "decision_tokens", "decision_file"}  # from training_mix and decision_rows
+                    "decision_tokens", "decision_file", "decision_val_file"}  # from training_mix and decision_rows
     internal = {"bucket_size", "ethics_max_new_tokens", "log_every", "max_grad_norm", "min_shared_prefix",
                 "quantization", "resume", "threads", "val_examples", "wandb_mode",
                 "wandb_project", "weight_decay"}
@@ -208,7 +208,7 @@ def test_dagster_training_config_mirrors_the_trainer_config():
     dagster = {name: field.default for name, field in LoraTrainingConfig.model_fields.items()}
     assert set(trainer) - set(dagster) == set_by_asset | internal, "a new TrainConfig field needs a Dagster config field"
     assert set(dagster) - set(trainer) == dagster_only, "a Dagster config field the trainer does not know"
-    # One deliberate difference: the trainer alone has no decision file (plain SFT); the asset always has
-    # decision_rows, so its default turns the second stream on.
+    # Deliberate differences: the trainer alone has no decision files (plain SFT); the asset always has
+    # decision_rows, so its defaults untie the head and fit the decision rows on them.
     assert {k: (trainer[k], dagster[k]) for k in set(trainer) & set(dagster)
-            if trainer[k] != dagster[k]} == {"decision_share": (0.0, 0.75)}
+            if trainer[k] != dagster[k]} == {"decision_init": ("words", "split"), "decision_fit": (False, True)}

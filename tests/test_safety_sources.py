@@ -316,10 +316,13 @@ def test_decision_rows_include_the_public_prompts_in_their_sources_split(mirror,
     assert not overlap_groups(built)
     only = build_decision_rows([], records, Decontaminator(), SYSTEM, DecisionRowSettings(public_sources=["catqa"]),
                                corpus=[], public=public)[0]
-    assert {r["source"] for r in only if r["source"] in s.SOURCES} == {"catqa"}
+    # public_sources chooses training sources; the held-out validation sources always stay
+    assert {r["source"] for r in only if r["source"] in s.SOURCES} == {"catqa", *s.VALIDATION_SOURCES} & {r["source"] for r in rows}
     none = build_decision_rows([], records, Decontaminator(), SYSTEM, DecisionRowSettings(public_sources=[]),
                                corpus=[], public=public)[0]
-    assert not [r for r in none if r["source"] in s.SOURCES] and len(none) == len(built) - len(rows)
+    public_kept = [r for r in none if r["source"] in s.SOURCES]
+    assert public_kept and {r["split"] for r in public_kept} == {"val"}
+    assert len(none) == len(built) - sum(r["split"] == "train" for r in rows)
     with pytest.raises(ValueError, match="unknown public_sources"):
         build_decision_rows([], records, Decontaminator(), SYSTEM, DecisionRowSettings(public_sources=["advbench"]),
                             corpus=[], public=public)

@@ -186,8 +186,8 @@ DecisionRowsConfig = config_class(
         "corpus_val_share": "Decision-corpus prompts held out for the dial's validation split.",
         "unassigned_split_ratios": "train/val/test hash split of requests the mix did not draw (null = the mix's).",
         "seed": "Seed of the capability sample.",
-        "public_sources": "Sources of safety_training_prompts kept as decision rows (null = all, [] = none), e.g. "
-                          "only those validation says help.",
+        "public_sources": "Sources of safety_training_prompts kept as training decision rows (null = all, [] = none), "
+                          "e.g. only those validation says help; the sources held out whole for validation always stay.",
     },
 )
 

@@ -33,7 +33,7 @@ def has_decision_tokens(records: list[dict]) -> bool:
     targets = [r["messages"][-1]["content"] for r in records if r["category"] != "incoming"]
     return bool(targets) and all(t.startswith(DECISION_TOKENS) for t in targets)
 ETHICS_TABLE = "training_ethics_validation"
-CODE_VERSION = "lora_adapter.v4"  # v4: decision tokens and decision rows (v3 runs start fresh)
+CODE_VERSION = "lora_adapter.v5"  # v5: fitted decision rows, untied head (v4 runs start fresh)
 
 
 #: TrainConfig's fields the asset sets itself (paths, the ethics prompts, the base_model resource's
@@ -64,12 +64,20 @@ LoraTrainingConfig = config_class(
                           "for the MLP).",
         "decision_weight": "Weight of the decision rows' mean loss beside the SFT loss per token.",
         "decision_batch_size": "Decision rows per micro-batch (they are short: one target each).",
-        "decision_init": "Where the decision tokens' new rows start: words (respond as 'Sure', each refusal as 'I'; "
-                         "measured better) or mean (of all rows).",
+        "decision_share": "Decision rows' share of a step's rows (the SGD decision stream; 0.75: three prompt -> "
+                          "decision-token rows per SFT row); 0 = SFT only (the default: decision_fit does better).",
+        "decision_fit_rows": "Training decision rows the fit reads, stratified by source (null = all).",
+        "decision_fit_val_limit": "Validation prompts per label the fit chooses its regulariser on (the same sample "
+                                  "evaluation scores).",
     },
     extra={
-        "decision_share": (float, Field(default=0.75, description="Decision rows' share of a step's rows (0.75: "
-                                        "three prompt -> decision-token rows per SFT row); 0 = SFT only.")),
+        "decision_init": (str, Field(default="split", description="Where the decision tokens' new rows start: split "
+                                     "(the head untied: output rows as 'Sure'/'I', input rows as the header's line "
+                                     "break, so the text after the token starts a sentence; needed by decision_fit), "
+                                     "words (respond as 'Sure', each refusal as 'I', tied) or mean (of all rows).")),
+        "decision_fit": (bool, Field(default=True, description="After training, fit each kept checkpoint's decision "
+                                     "rows by regularised logistic regression on its own final states (training rows "
+                                     "only; the regulariser chosen on validation); saved as checkpoints/step-N/fitted/.")),
         "ethics_harmful_prompts": (int, Field(default=8, description="Harmful validation prompts scored during "
                                               "training (from the mix's validation split).")),
         "ethics_benign_prompts": (int, Field(default=8, description="Benign validation prompts scored during "
@@ -114,22 +122,24 @@ def lora_adapter(
         raise ValueError("decision_share > 0 but training_mix's targets have no decision tokens: set training_mix "
                          "decision_tokens: true (the default), or lora_adapter decision_share: 0")
     check_model_available(base_model.profile)  # unknown profile or missing weights: fail before any work
+    # the fit needs decision tokens in the targets and validation rows to choose on; without them it is off
+    fit = bool(config.decision_fit and with_tokens and decisions_val)
     settings = {**config.model_dump(exclude=ASSET_ONLY), "model_profile": base_model.profile,
-                "decision_tokens": with_tokens}
+                "decision_tokens": with_tokens, "decision_fit": fit}
     # Ethics validation during training reads the mix's validation split, never the evaluation suite.
     prompts = ethics_prompt_set(evaluation.validation_rows(val),
                                 config.ethics_harmful_prompts, config.ethics_benign_prompts, seed=config.seed)
     # Same training data + same settings + same code -> same run folder, so a re-run resumes.
-    uses_rows = bool(config.decision_share or config.decision_fit)
+    uses_rows = bool(config.decision_share or fit)
     data_hash = hashlib.sha256((train_text + (decisions_train if uses_rows else "")
-                                + (decisions_val if config.decision_fit else "")).encode()).hexdigest()
+                                + (decisions_val if fit else "")).encode()).hexdigest()
     key = hashlib.sha256(json.dumps([data_hash, settings, prompts, CODE_VERSION],
                                     sort_keys=True).encode()).hexdigest()[:16]
     output_dir = warehouse.root / "training" / key
     train_config = TrainConfig(output_dir=str(output_dir), train_file=str(output_dir / "train.jsonl"),
                                val_file=str(output_dir / "val.jsonl") if val_text else None,
                                decision_file=str(output_dir / DECISIONS_TRAIN) if uses_rows else None,
-                               decision_val_file=str(output_dir / DECISIONS_VAL) if config.decision_fit else None,
+                               decision_val_file=str(output_dir / DECISIONS_VAL) if fit else None,
                                ethics_prompts=prompts, **settings).validate(data_files=False)  # bad: nothing written
     run_dir = warehouse.artifact_dir("training", key)
     atomic_write_text(run_dir / "train.jsonl", train_text)  # the run's own copy: a rebuilt mix cannot change it
