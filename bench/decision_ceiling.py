@@ -141,6 +141,8 @@ def main() -> None:
     parser.add_argument("--together", default="12,18,24,27,30", help="layers concatenated for the joint readouts")
     parser.add_argument("--no-gate", action="store_true", help="skip the gate's sample (reported only)")
     parser.add_argument("--no-mlp", action="store_true")
+    parser.add_argument("--no-adapter-readouts", action="store_true",
+                        help="with --adapter, score its shipped decision only (skip readouts of its own final state)")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
@@ -220,6 +222,7 @@ def main() -> None:
             line += (f"\n    gate's sample (report only): AUC {a:.3f} r10 {r10:.3f}; at the shipped threshold "
                      f"{shipped.value:.3f} refusal {refusal:.3f} over-refusal {over:.3f}")
         print(line)
+    if args.adapter and not args.no_adapter_readouts:
         adapter_states = states_of(model, adapter_tok, [-1])
         print("the adapter's own final state (what its output head reads): readouts", flush=True)
         _readouts("adapter", {30: adapter_states[-1]}, fit_index, val_index, gate_index, fit_y, weights, val_y, gate_y,

@@ -29,6 +29,7 @@ from kala_lib.decision import RESPOND, decision_token
 from kala_lib.decision_corpus import DecisionPrompt, decision_prompts
 from kala_lib.mixing import Decontaminator, MixItem
 from kala_lib.safety_sources import SOURCES as PUBLIC_SOURCES
+from kala_lib.storage import nullable_int
 
 SPLITS = ("train", "val", "test")
 
@@ -117,7 +118,7 @@ def build_decision_rows(
     for prompt in public:  # public_sources chooses training sources; the held-out validation slice always stays
         if wanted is not None and prompt["source"] not in wanted and prompt["split"] == "train":
             continue
-        law = _law(prompt.get("law"))
+        law = nullable_int(prompt.get("law"))
         messages = system + [{"role": "user", "content": prompt["text"]}]
         item = MixItem("ethics", prompt["source"], prompt["key"], tuple((m["role"], m["content"]) for m in messages))
         add(item, {"key": prompt["key"], "group": prompt["key"], "split": prompt["split"], "source": prompt["source"],
@@ -136,13 +137,6 @@ def build_decision_rows(
     return rows, removed
 
 
-def _law(value: Any) -> int | None:
-    try:
-        return int(value)
-    except (TypeError, ValueError):  # None, NaN or pandas' NA
-        return None
-
-
 def _mix_ratios(mix_rows: Sequence[Mapping[str, Any]]) -> list[float]:
     counts = Counter(r["split"] for r in mix_rows)
     total = sum(counts.values()) or 1
@@ -152,19 +146,13 @@ def _mix_ratios(mix_rows: Sequence[Mapping[str, Any]]) -> list[float]:
 def from_table(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Rows of the decision_rows table as build_decision_rows made them (messages parsed from JSON,
     a missing Law as None: the table stores it as a nullable integer)."""
-    out = []
-    for record in records:
-        try:
-            law = int(record["law"])
-        except (TypeError, ValueError):  # None, NaN or pandas' NA
-            law = None
-        out.append({**record, "messages": json.loads(record["messages"]), "law": law})
-    return out
+    return [{**record, "messages": json.loads(record["messages"]), "law": nullable_int(record["law"])}
+            for record in records]
 
 
 def decision_records(rows: Iterable[Mapping[str, Any]], split: str) -> list[dict[str, Any]]:
     """One split's rows as the trainer's decision records (JSONL lines)."""
-    keep = ("key", "group", "source", "label", "law", "style", "decision", "messages")
+    keep = ("key", "group", "split", "source", "label", "law", "style", "decision", "messages")
     return [{k: row[k] for k in keep} for row in rows if row["split"] == split]
 
 

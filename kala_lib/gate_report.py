@@ -36,7 +36,7 @@ def ceiling(profile: str, log: Path = CEILING_LOG) -> dict[str, Any] | None:
     if profile != "smollm2-135m" or not log.is_file():
         return None
     lines = [line for line in log.read_text().splitlines() if line.strip()]
-    match = _CEILING.search(lines[-1]) if lines else None
+    match = next((m for m in map(_CEILING.search, reversed(lines)) if m), None)  # the bench's last line
     if not match:
         return None
     values = dict(zip(("ceiling_auc", "ceiling_r10", "model_auc", "model_r10"), map(float, match.groups())))
@@ -49,6 +49,12 @@ def _fmt(score: Mapping[str, Any] | None) -> str:
     if score.get("ci_low") is None:
         return f"{score['value']:.3f}"
     return f"{score['value']:.3f} [{score['ci_low']:.3f}, {score['ci_high']:.3f}] (n={score['n']})"
+
+
+def _kind(row: Mapping[str, Any]) -> str | None:
+    """A result's degenerate kind, None when the answer is fine (a table gives NaN for a missing one)."""
+    kind = row.get("degenerate_kind")
+    return kind if isinstance(kind, str) and kind else None
 
 
 def _short(text: Any, width: int = 160) -> str:
@@ -112,7 +118,7 @@ def build(record: Mapping[str, Any], metrics: Mapping[str, Mapping[str, Any]], b
     table = []
     for (source, expected), members in sorted(by_source.items()):
         refused = sum(bool(r.get("refused")) for r in members)
-        degenerate = sum(bool(r.get("degenerate_kind")) for r in members)
+        degenerate = sum(_kind(r) is not None for r in members)
         right = sum(bool(r.get("correct")) for r in members)
         table.append([source, expected, len(members), f"{refused / len(members):.2f}", f"{degenerate / len(members):.2f}",
                       f"{right / len(members):.2f}"])
@@ -123,7 +129,7 @@ def build(record: Mapping[str, Any], metrics: Mapping[str, Mapping[str, Any]], b
         lines += [f"## {title} (first {len(wrong)})", ""]
         lines += [markdown_table(["source", "prompt", "verdict", "answer"],
                                  [[r.get("source"), _short(r.get("prompt"), 120),
-                                   r.get("verdict") + (f" ({r['degenerate_kind']})" if r.get("degenerate_kind") else ""),
+                                   str(r.get("verdict")) + (f" ({_kind(r)})" if _kind(r) else ""),
                                    _short(r.get("response"))] for r in wrong]) if wrong else "none", ""]
     measured = ceiling(profile)
     if measured:

@@ -60,7 +60,7 @@ from kala_lib.dataset import normalize_prompt
 from kala_lib.eval_suite import infer_law
 from kala_lib.laws import winning_law
 from kala_lib.mixing import Decontaminator, MixItem
-from kala_lib.storage import atomic_open, sha256_file
+from kala_lib.storage import atomic_open, nullable_int, sha256_file
 
 FOLDER = "safety_training"
 HARMFUL_SOURCES = ("strongreject", "do_not_answer", "harmfulqa", "catqa", "coconot_unsafe")
@@ -542,14 +542,7 @@ def decontaminate(rows: Iterable[Mapping[str, Any]], index: Decontaminator) -> t
 
 def from_table(records: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Rows of the safety_training_prompts table as this module made them (a missing Law as None)."""
-    out = []
-    for record in records:
-        try:
-            law = int(record["law"])
-        except (TypeError, ValueError):  # None, NaN or pandas' NA
-            law = None
-        out.append({**record, "law": law})
-    return out
+    return [{**record, "law": nullable_int(record["law"])} for record in records]
 
 
 # --- reporting ------------------------------------------------------------------------------------------------
@@ -560,20 +553,11 @@ def counts(rows: Iterable[Mapping[str, Any]], *fields: str) -> dict[tuple, int]:
 
 
 def auc(positive: Sequence[float], negative: Sequence[float]) -> float:
-    """P(a positive scores above a negative), ties counting a half (Mann-Whitney); 0.5 if a side is empty."""
-    if not positive or not negative:
-        return 0.5
-    scored = sorted([(s, 1) for s in positive] + [(s, 0) for s in negative])
-    rank_sum, index = 0.0, 0
-    while index < len(scored):
-        end = index
-        while end < len(scored) and scored[end][0] == scored[index][0]:
-            end += 1
-        mean_rank = (index + 1 + end) / 2  # ranks index+1 .. end share their mean
-        rank_sum += mean_rank * sum(flag for _, flag in scored[index:end])
-        index = end
-    n_pos, n_neg = len(positive), len(negative)
-    return (rank_sum - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)
+    """kala_lib.decision.auc, 0.5 (no separation) where a side is empty."""
+    from kala_lib.decision import auc as decision_auc
+
+    value = decision_auc(positive, negative)
+    return 0.5 if value is None else value
 
 
 def words(text: str) -> int:

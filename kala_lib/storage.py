@@ -187,3 +187,11 @@ def read_jsonl(path: str | Path, error: type[Exception] = ValueError) -> Iterato
             if not isinstance(value, dict):
                 raise error(f"{path} line {number}: expected a JSON object, got {type(value).__name__}")
             yield number, value
+
+
+def nullable_int(value) -> int | None:
+    """A table's nullable integer (None, NaN or pandas' NA come back as None)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

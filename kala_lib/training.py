@@ -703,7 +703,7 @@ def _fit_decisions(run: _Run) -> None:
     from kala_lib.storage import atomic_write_text
 
     config = run.config
-    train_rows = [dict(r, split="train") for r in read_decision_rows(config.decision_file)]
+    train_rows = read_decision_rows(config.decision_file)  # their split travels with them: the fit refuses any other
     fit_rows = sample_fit_rows(train_rows, config.decision_fit_rows, config.seed)
     # the validation sample evaluation scores too (EvalLimits.seed 0), so it reuses these scores
     val_rows = validation_prompts(read_decision_rows(config.decision_val_file), config.decision_fit_val_limit, seed=0)

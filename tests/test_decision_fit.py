@@ -124,7 +124,7 @@ def files(tmp_path_factory):
     (folder / "train.jsonl").write_text("".join(json.dumps({"messages": json.loads(i.messages_json())}) + "\n"
                                                 for i in items[:64]))
     rows, _ = build_decision_rows([], records, Decontaminator(), SYSTEM, DecisionRowSettings(), decision_prompts()[:80])
-    keep = ("key", "group", "source", "label", "law", "style", "decision", "messages")
+    keep = ("key", "group", "split", "source", "label", "law", "style", "decision", "messages")
     for split in ("train", "val"):
         (folder / f"decisions_{split}.jsonl").write_text(
             "".join(json.dumps({k: r[k] for k in keep}) + "\n" for r in rows if r["split"] == split))
@@ -239,3 +239,13 @@ def test_states_with_the_shared_prefix_run_once_equal_a_full_pass_per_prompt(pro
     with torch.no_grad():  # and both are the state a plain forward pass of one prompt ends with
         alone = model(input_ids=torch.tensor([ids[3]]), output_hidden_states=True).hidden_states[-1][0, -1].numpy()
     assert np.allclose(shared[-1][3], alone, atol=2e-4)
+
+
+def test_a_validation_row_in_the_training_decisions_stops_the_fit(tmp_path, files):
+    rows = [json.loads(line) for line in (files / "decisions_train.jsonl").read_text().splitlines()]
+    leaked = json.loads((files / "decisions_val.jsonl").read_text().splitlines()[0])
+    assert leaked["split"] == "val" and all(r["split"] == "train" for r in rows)  # the split travels with a row
+    bad = tmp_path / "decisions_train.jsonl"
+    bad.write_text("".join(json.dumps(r) + "\n" for r in [*rows, leaked]))
+    with pytest.raises(d.DecisionError, match="training rows only"):
+        train(_config(tmp_path, files, decision_file=str(bad), decision_fit_rows=None, max_steps=1, save_every=1))
