@@ -686,8 +686,6 @@ def train(config: TrainConfig, reporter: Reporter | None = None, system_prompt: 
                              tokenizer if config.decision_tokens else None)
         if run.distributed:
             torch.distributed.barrier()
-    if config.decision_fit and run.is_main and not run.state.halted:
-        _fit_decisions(run)
     return _finish(run, last_loss, throughput, resumed_from)
 
 
@@ -1063,8 +1061,8 @@ def _log_step(run: _Run, row: dict) -> None:
 
 
 def _finish(run: _Run, last_loss: float | None, throughput: list[float], resumed_from: int | None) -> TrainResult:
-    """Publish the final adapter and result.json, close the logs; with several processes, every
-    process's parameter checksum (they must agree)."""
+    """Fit the decision rows (decision_fit), publish the final adapter and result.json, close the
+    logs; with several processes, every process's parameter checksum after training (they must agree)."""
     import torch
 
     from kala_lib.storage import atomic_write_text
@@ -1073,6 +1071,8 @@ def _finish(run: _Run, last_loss: float | None, throughput: list[float], resumed
     if run.distributed:
         checksums = [None] * run.world
         torch.distributed.all_gather_object(checksums, float(sum(p.double().sum() for p in run.params)))
+    if run.config.decision_fit and run.is_main and not run.state.halted:  # after the checksums: they compare training
+        _fit_decisions(run)
     adapter_dir = run.out / "adapter"
     if run.is_main:
         _save_adapter_atomically(run.model, adapter_dir, run.tokenizer if run.config.decision_tokens else None)
