@@ -698,22 +698,31 @@ def _fit_decisions(run: _Run) -> None:
 
     from kala_lib.decision_eval import validation_prompts
     from kala_lib.decision_fit import fit_model_head, sample_fit_rows
-    from kala_lib.storage import atomic_write_text
+    from kala_lib.storage import atomic_write_text, sha256_file
 
     config = run.config
     train_rows = read_decision_rows(config.decision_file)  # their split travels with them: the fit refuses any other
     fit_rows = sample_fit_rows(train_rows, config.decision_fit_rows, config.seed)
     # the validation sample evaluation scores too (EvalLimits.seed 0), so it reuses these scores
     val_rows = validation_prompts(read_decision_rows(config.decision_val_file), config.decision_fit_val_limit, seed=0)
+    # what a fit depends on besides the checkpoint: a re-run with the same signature keeps the fitted folder
+    signature = hashlib.sha256(json.dumps([sha256_file(config.decision_file), sha256_file(config.decision_val_file),
+                                           config.decision_fit_rows, config.decision_fit_val_limit, config.seed,
+                                           "decision_fit.v1"]).encode()).hexdigest()[:16]
     for entry in sorted(run.state.checkpoints, key=lambda c: c["step"]):
         folder = Path(entry["path"])
+        done = folder / "fitted" / "decision_fit.json"
+        if done.is_file() and json.loads(done.read_text()).get("signature") == signature:
+            set_peft_model_state_dict(run.model, load_file(str(folder / "fitted" / "adapter_model.safetensors")))
+            run.reporter.log(f"decision fit of {folder.name}: kept (same checkpoint, rows and settings)")
+            continue
         set_peft_model_state_dict(run.model, load_file(str(folder / "adapter" / "adapter_model.safetensors")))
         started = time.monotonic()
         fit, val_scores = fit_model_head(run.model, run.tokenizer, run.profile, fit_rows, val_rows,
                                          batch_size=config.decision_batch_size, log=run.reporter.log)
         with staged_dir(folder / "fitted") as staging:
             _save_adapter(run.model, staging, run.tokenizer)
-            record = {"step": entry["step"], "seconds": time.monotonic() - started, **fit.summary(),
+            record = {"step": entry["step"], "signature": signature, "seconds": time.monotonic() - started, **fit.summary(),
                       "validation": [{"key": r["key"], "label": r["label"], "source": r.get("source"),
                                       **dataclasses.asdict(score)} for r, score in zip(val_rows, val_scores)]}
             atomic_write_text(staging / "decision_fit.json", json.dumps(record))

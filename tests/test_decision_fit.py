@@ -193,6 +193,12 @@ def test_fitted_rows_survive_save_load_and_merge_and_leave_the_input_rows_alone(
     assert np.allclose([s.margin for s in scores], [v["margin"] for v in val], atol=1e-3)
     # the published adapter is the last checkpoint's fitted one; evaluation reads fitted/ folders
     assert np.allclose(f.head_rows(load_adapter_model(profile, result.adapter_dir), tokenizer), record_rows)
+    # a re-run of the finished run keeps the fitted folders (same checkpoint, rows and settings)
+    before = (fitted / "adapter_model.safetensors").stat().st_mtime_ns
+    again = train(_config(tmp_path, files))
+    assert (fitted / "adapter_model.safetensors").stat().st_mtime_ns == before
+    assert len((run_dir / "decision_fit.jsonl").read_text().splitlines()) == 2
+    assert np.allclose(f.head_rows(load_adapter_model(profile, again.adapter_dir), tokenizer), record_rows)
     run = TrainingRun(key="k", folder=str(run_dir), adapter=result.adapter_dir, train_file="", val_file=None,
                       checkpoints=steps, model_profile="tiny-gpt-neox", system_prompt=SYSTEM, status="finished")
     assert [a.name for _, _, a in run.checkpoint_adapters()] == ["fitted", "fitted"]
