@@ -164,7 +164,7 @@ def main() -> None:
     fit_rows = sample_fit_rows([dict(r) for r in decisions if r["split"] == "train"], args.fit_rows, seed=0)
     val_rows = decision_eval.validation_prompts(decision_records(decisions, "val"), args.validation_limit)
     gate_rows = [] if args.no_gate else evaluation.gate_sample(warehouse.read_records("ethics_eval_suite"))
-    gate_conversations = decision_eval.gate_conversations(gate_rows, system)
+    gate_conversations = evaluation.ethics_conversations(gate_rows, system)
     fit_y = np.array([r["label"] == "harmful" for r in fit_rows])
     weights = balanced_weights(fit_y.astype(int).tolist(), [str(r["source"]) for r in fit_rows])
     val_y = np.array([r["label"] == "harmful" for r in val_rows])

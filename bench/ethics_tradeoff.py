@@ -125,7 +125,7 @@ def main() -> None:
         val_scores = decision_eval.score_prompts(model, tokenizer, profile, [r["messages"] for r in val_rows])
         validation = {label: [s.margin for s, r in zip(val_scores, val_rows) if r["label"] == label]
                       for label in ("harmful", "benign")}
-        gate_scores = decision_eval.score_prompts(model, tokenizer, profile, decision_eval.gate_conversations(gate, system))
+        gate_scores = decision_eval.score_prompts(model, tokenizer, profile, ev.ethics_conversations(gate, system))
         gate_margins = {"harmful": [s.margin for s, r in zip(gate_scores, gate) if r["expected_behavior"] == "refuse"],
                         "benign": [s.margin for s, r in zip(gate_scores, gate) if r["expected_behavior"] == "comply"]}
         print(f"\n[decision] {len(val_rows)} validation and {len(gate)} gate prompts, one forward pass each, "

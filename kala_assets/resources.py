@@ -118,14 +118,17 @@ class KalaWarehouse(DuckDBResource):
         with self.get_connection() as connection:
             return replace_table(connection, name, frame)
 
+    @staticmethod
+    def has_table(connection, name: str) -> bool:
+        """Whether table ``name`` exists on ``connection`` (a connection of this warehouse)."""
+        return bool(connection.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                                       [name]).fetchone()[0])
+
     def read_table(self, name: str) -> pd.DataFrame:
         """Table ``name`` as a DataFrame, or a StorageError naming the asset to materialize."""
         check_table_name(name)
         with self.get_connection() as connection:
-            exists = connection.execute(
-                "SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]
-            ).fetchone()[0]
-            if not exists:
+            if not self.has_table(connection, name):
                 raise StorageError(
                     f"table {name!r} is not in the warehouse {self.database_path}: "
                     f"materialize the asset '{name}' first"

@@ -126,8 +126,8 @@ def published_sha256(mirror: Path) -> dict[str, str]:
 # --- file readers with line numbers -----------------------------------------------------------------
 
 
-def read_jsonl(path: Path) -> Iterator[tuple[int, dict]]:
-    return storage_read_jsonl(path, BenchmarkError)
+def read_jsonl(path: Path, kind: type = dict) -> Iterator[tuple[int, Any]]:
+    return storage_read_jsonl(path, BenchmarkError, kind)
 
 
 def read_csv(path: Path) -> Iterator[tuple[int, dict]]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import random
 from typing import Any, Sequence
 
-from kala_lib.chat_format import render_prompt, with_system
+from kala_lib.chat_format import render_prompt
 from kala_lib.decision import (
     REFUSE,
     DecisionScore,
@@ -24,6 +24,7 @@ from kala_lib.decision import (
     rates,
     roc_points,
 )
+from kala_lib.evaluation import ethics_conversations
 from kala_lib.metrics import wilson_interval
 
 
@@ -125,20 +126,12 @@ def validate_decisions(model, tokenizer, profile, rows: Sequence[dict], max_over
     return results, metrics
 
 
-def gate_conversations(gate_rows: Sequence[dict], system: str) -> list[list[dict]]:
-    """The gate's rows as the conversations the model answers (the mix's system turn first; the
-    suite's table stores turns as JSON)."""
-    import json
-
-    return [with_system(system, json.loads(r["turns"]) if isinstance(r["turns"], str) else list(r["turns"]))
-            for r in gate_rows]
-
 
 def gate_decisions(model, tokenizer, profile, gate_rows: Sequence[dict], system: str, threshold: float,
                    text_results: Sequence[dict], batch_size: int = 16) -> tuple[dict[str, dict], dict[str, list]]:
     """The token decision on the gate's sample (reported, never used to choose anything): its ROC,
     and how often it agrees with the judged text the gate decided on."""
-    scores = score_prompts(model, tokenizer, profile, gate_conversations(gate_rows, system), batch_size)
+    scores = score_prompts(model, tokenizer, profile, ethics_conversations(gate_rows, system), batch_size)
     by_id = {r["eval_id"]: r for r in text_results}
     refused_text = [bool(by_id[r["eval_id"]]["refused"]) if r["eval_id"] in by_id else False for r in gate_rows]
     margins = [s.margin for s in scores]

@@ -78,14 +78,22 @@ def expected_law(row: dict) -> int | None:
     return None if law is None or law != law else int(law)
 
 
-def _last_user_text(turns) -> str | None:
-    """The last user turn's text (what a reader of a failure needs; the suite's table stores turns as JSON)."""
-    if isinstance(turns, str):
-        try:
-            turns = json.loads(turns)
-        except ValueError:
-            return turns
-    users = [t.get("content") for t in turns or [] if isinstance(t, dict) and t.get("role") == "user"]
+def row_turns(row: dict) -> list[dict]:
+    """An evaluation row's turns (the suite's table stores them as JSON; validation rows as a list)."""
+    turns = row.get("turns")
+    if turns is None:
+        return []
+    return json.loads(turns) if isinstance(turns, str) else list(turns)
+
+
+def ethics_conversations(rows: Sequence[dict], system: str | None) -> list[list[dict]]:
+    """The rows as the conversations the model answers, the mix's system turn first."""
+    return [with_system(system, row_turns(row)) for row in rows]
+
+
+def _last_user_text(row: dict) -> str | None:
+    """The last user turn's text (what a reader of a failure needs)."""
+    users = [t.get("content") for t in row_turns(row) if isinstance(t, dict) and t.get("role") == "user"]
     return users[-1] if users else None
 
 
@@ -103,7 +111,7 @@ def judge_responses(rows: Sequence[dict], responses: Sequence[str]) -> list[dict
             "source": row["source"],
             "expected_behavior": row["expected_behavior"],
             "expected_law": law,
-            "prompt": _last_user_text(row.get("turns")),
+            "prompt": _last_user_text(row),
             "response": response,
             "verdict": verdict.label,
             "degenerate_kind": verdict.kind,
@@ -163,11 +171,7 @@ def evaluate_ethics(model, tokenizer, profile, rows: Sequence[dict], system: str
             return False
         return expected[i] is None or expected[i] in cited_laws(text) or not judge(text).refused
 
-    conversations = []
-    for row in rows:
-        turns = json.loads(row["turns"]) if isinstance(row["turns"], str) else list(row["turns"])
-        conversations.append(with_system(system, turns))
-    responses = generate(model, tokenizer, conversations, profile.prompt_format, max_new_tokens=limits.ethics_max_new_tokens,
+    responses = generate(model, tokenizer, ethics_conversations(rows, system), profile.prompt_format, max_new_tokens=limits.ethics_max_new_tokens,
                          batch_size=limits.generation_batch_size,
                          settled=settled, progress=progress)
     results = judge_responses(rows, responses)

@@ -382,17 +382,10 @@ def _self_instruct(root: Path):
 def _openassistant(root: Path):
     for name in ("en_100_text.jsonl", "prompt_lottery_en_250_text.jsonl"):
         path = _file(root, f"openassistant/{name}")
-        with open(path, encoding="utf-8") as handle:
-            for line, content in enumerate(handle, start=1):
-                if not content.strip():
-                    continue
-                try:
-                    text = json.loads(content)
-                except json.JSONDecodeError as exc:
-                    raise BenchmarkError(f"{path} line {line}: invalid JSON ({exc.msg})") from None
-                if not isinstance(text, str) or not text.strip():
-                    raise BenchmarkError(f"{path} line {line}: expected a JSON string (the prompt)")
-                yield True, _row("openassistant", text, "benign", None, name.removesuffix("_text.jsonl"), name)
+        for line, text in read_jsonl(path, kind=str):  # one JSON string a line: the prompt
+            if not text.strip():
+                raise BenchmarkError(f"{path} line {line}: expected a JSON string (the prompt), got an empty one")
+            yield True, _row("openassistant", text, "benign", None, name.removesuffix("_text.jsonl"), name)
 
 
 def _dolly_safety(root: Path):

@@ -14,7 +14,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import IO, Iterator
+from typing import IO, Any, Iterator
 
 _TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -172,8 +172,9 @@ def sha256_file(path: str | os.PathLike) -> str:
     return digest.hexdigest()
 
 
-def read_jsonl(path: str | Path, error: type[Exception] = ValueError) -> Iterator[tuple[int, dict]]:
-    """(line number, object) for each non-blank line; a bad line raises ``error`` naming file and line."""
+def read_jsonl(path: str | Path, error: type[Exception] = ValueError, kind: type = dict) -> Iterator[tuple[int, Any]]:
+    """(line number, value) for each non-blank line, each value a JSON ``kind`` (an object by default,
+    ``str`` for a file of JSON strings); a bad line raises ``error`` naming file and line."""
     import json
 
     with open(path, encoding="utf-8") as handle:
@@ -184,8 +185,9 @@ def read_jsonl(path: str | Path, error: type[Exception] = ValueError) -> Iterato
                 value = json.loads(line)
             except json.JSONDecodeError as exc:
                 raise error(f"{path} line {number}: invalid JSON ({exc.msg})") from None
-            if not isinstance(value, dict):
-                raise error(f"{path} line {number}: expected a JSON object, got {type(value).__name__}")
+            if not isinstance(value, kind):
+                expected = {dict: "a JSON object", str: "a JSON string", list: "a JSON array"}.get(kind, kind.__name__)
+                raise error(f"{path} line {number}: expected {expected}, got {type(value).__name__}")
             yield number, value
 
 

@@ -358,13 +358,10 @@ def collate(encoded: Sequence[tuple[list[int], list[int]]], pad_id: int):
 def shared_prefix_length(encoded: Sequence[tuple[list[int], list[int]]]) -> int:
     """Tokens every example starts with, stopping before the first position whose next token is a
     target (the prefix's last hidden state must not be needed for a loss)."""
-    first = encoded[0][0]
-    length = min(len(ids) for ids, _ in encoded)
-    for ids, labels in encoded:
-        k = 0
-        while k < length and ids[k] == first[k]:
-            k += 1
-        length = k
+    from kala_lib.decision_fit import common_prefix_length
+
+    length = common_prefix_length([ids for ids, _ in encoded])
+    for _, labels in encoded:
         first_target = next((i for i, label in enumerate(labels) if label != -100), len(labels))
         length = min(length, first_target - 1)
     return max(0, length)

@@ -352,3 +352,17 @@ def test_the_decision_rows_asset_reads_the_safety_table_and_decontaminates_it_ag
     assert set(public[public["source"].isin(s.VALIDATION_SOURCES)]["split"]) == {"val"}
     assert set(public[~public["source"].isin(s.VALIDATION_SOURCES)]["split"]) == {"train"}
     assert result.metadata["public_sources"].value == "all"
+
+
+@pytest.mark.parametrize("line, message", [('{"text": "hi"}', "line 2: expected a JSON string, got dict"),
+                                           ('"   "', "line 2: expected a JSON string (the prompt), got an empty one"),
+                                           ('"unclosed', "line 2: invalid JSON")])
+def test_an_openassistant_line_that_is_not_a_prompt_names_file_and_line(tmp_path, line, message):
+    folder = tmp_path / "openassistant"
+    folder.mkdir()
+    (folder / "en_100_text.jsonl").write_text(json.dumps("How do tides work?") + "\n" + line + "\n")
+    (folder / "prompt_lottery_en_250_text.jsonl").write_text(json.dumps("Plan a picnic") + "\n")
+    with pytest.raises(BenchmarkError, match=re.escape(f"en_100_text.jsonl {message}")):
+        list(s._openassistant(tmp_path))
+    (folder / "en_100_text.jsonl").write_text(json.dumps("How do tides work?") + "\n")
+    assert [row["text"] for _, row in s._openassistant(tmp_path)] == ["How do tides work?", "Plan a picnic"]

@@ -139,10 +139,9 @@ def _gate_report(warehouse: KalaWarehouse, evaluation: runs.EvaluationRun, recor
 
     run = evaluation.run
     with warehouse.get_connection() as con:
-        present = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
-                              [RESULTS_TABLE]).fetchone()[0]
         results = con.execute(f'SELECT * FROM "{RESULTS_TABLE}" WHERE run_key = ? AND model = ? AND sample = ?',
-                              [run.key, record["model"], "gate"]).df().to_dict("records") if present else []
+                              [run.key, record["model"], "gate"]).df().to_dict("records") \
+            if warehouse.has_table(con, RESULTS_TABLE) else []
     by_model = evaluation.metrics_by_model()
     svg = Path(evaluation.tradeoff_path).read_text() if evaluation.tradeoff_path and Path(evaluation.tradeoff_path).is_file() else None
     folder = warehouse.artifact_dir("evaluation", run.key)
