@@ -15,6 +15,8 @@ in the last line) only the tokens KALA really ran through the model (the shared 
 step).
 
     .venv/bin/python bench/train_throughput.py [--quick] [--steps N] [--rounds R] [--mix data/training_mix/train.jsonl]
+    .venv/bin/python bench/train_throughput.py --against fp32   # KALA's default (mixed precision "auto")
+                                                                # against KALA in float32 (mixed_precision: no)
 
 The last line: speedup=<ratio> peak_share=<fraction> kala_tok_s=<n> baseline_tok_s=<n>
 """
@@ -87,19 +89,20 @@ def run_baseline(sample: Path, steps: int, seed: int) -> dict:
             "tok_s": counted["tokens"] / seconds, "params": sum(p.numel() for p in model.parameters())}
 
 
-def run_kala(sample: Path, steps: int, seed: int) -> dict:
+def run_kala(sample: Path, steps: int, seed: int, mixed_precision: str = "auto") -> dict:
     from kala_lib.training import TrainConfig, train
 
     with tempfile.TemporaryDirectory() as tmp:
         config = TrainConfig(output_dir=tmp, train_file=str(sample), max_steps=steps, seed=seed, save_every=10**6,
-                             ethics_every=10**6, val_examples=0, max_seq_len=512)
+                             ethics_every=10**6, val_examples=0, max_seq_len=512, mixed_precision=mixed_precision)
         result = train(config)
         metrics = [json.loads(line) for line in (Path(tmp) / "metrics.jsonl").read_text().splitlines()]
     tokens = sum(m["tokens"] for m in metrics)
     computed = sum(m.get("computed_tokens", m["tokens"]) for m in metrics)
     seconds = sum(m["tokens"] / m["tokens_per_s"] for m in metrics)
     return {"tokens": tokens, "computed_tokens": computed, "seconds": seconds, "tok_s": tokens / seconds,
-            "computed_tok_s": computed / seconds, "params": result.total_parameters}
+            "computed_tok_s": computed / seconds, "params": result.total_parameters,
+            "mixed_precision": result.mixed_precision, "final_loss": result.final_loss}
 
 
 def pooled(runs: list[dict]) -> dict:
@@ -116,7 +119,10 @@ def pooled(runs: list[dict]) -> dict:
 
 
 def child(which: str, sample: str, steps: int, seed: int) -> None:
-    data = (run_baseline if which == "baseline" else run_kala)(Path(sample), steps, seed)
+    if which == "baseline":
+        data = run_baseline(Path(sample), steps, seed)
+    else:
+        data = run_kala(Path(sample), steps, seed, "no" if which == "kala-fp32" else "auto")
     data["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print("RESULT " + json.dumps(data), flush=True)
 
@@ -130,6 +136,8 @@ def main() -> None:
     parser.add_argument("--mix", default=str(PROJECT / "data" / "training_mix" / "train.jsonl"))
     parser.add_argument("--sample", type=int, default=400)
     parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--against", choices=("hf", "fp32"), default="hf",
+                        help="the baseline: transformers.Trainer + PEFT (hf), or KALA's trainer in float32 (fp32)")
     parser.add_argument("--child", nargs=2, metavar=("WHICH", "SAMPLE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     steps = 3 if args.quick else args.steps
@@ -148,7 +156,8 @@ def main() -> None:
         runs = {"baseline": [], "kala": []}
         for round_index in range(rounds):
             for which in ("baseline", "kala") if round_index % 2 == 0 else ("kala", "baseline"):
-                command = [sys.executable, __file__, "--child", which, str(sample), "--steps", str(steps),
+                kind = "kala-fp32" if which == "baseline" and args.against == "fp32" else which
+                command = [sys.executable, __file__, "--child", kind, str(sample), "--steps", str(steps),
                            "--seed", str(args.seed)]
                 done = subprocess.run(command, capture_output=True, text=True, cwd=PROJECT)
                 line = next((x for x in done.stdout.splitlines() if x.startswith("RESULT ")), None)
@@ -165,9 +174,14 @@ def main() -> None:
     print(f"steps per run: {steps} (batch 4 x accumulation 4), {rounds} run(s) of each, sample {args.sample} examples, "
           f"{os.cpu_count()} CPU threads")
     print(f"fp32 matmul peak:        {peak / 1e9:8.1f} GFLOP/s")
-    print(f"baseline (HF Trainer):   {base['tok_s']:8.1f} non-padding tok/s   padding share "
-          f"{1 - base['tokens'] / base['padded_tokens']:.1%}   peak RSS {base['peak_rss_mb']:.0f} MB")
-    print(f"KALA trainer:            {kala['tok_s']:8.1f} non-padding tok/s   peak RSS {kala['peak_rss_mb']:.0f} MB")
+    if args.against == "fp32":
+        print(f"baseline (KALA, fp32):   {base['tok_s']:8.1f} non-padding tok/s   final loss {base['final_loss']:.4f}   "
+              f"peak RSS {base['peak_rss_mb']:.0f} MB")
+    else:
+        print(f"baseline (HF Trainer):   {base['tok_s']:8.1f} non-padding tok/s   padding share "
+              f"{1 - base['tokens'] / base['padded_tokens']:.1%}   peak RSS {base['peak_rss_mb']:.0f} MB")
+    print(f"KALA trainer ({kala['mixed_precision']}):     {kala['tok_s']:8.1f} non-padding tok/s   "
+          f"final loss {kala['final_loss']:.4f}   peak RSS {kala['peak_rss_mb']:.0f} MB")
     print(f"speedup:                 {speedup:8.2f}x")
     print(f"share of matmul peak:    {share:8.1%}   effective (4 x {params / 1e6:.1f} M parameters per example token)")
     print(f"                         {executed:8.1%}   executed (tokens actually computed: the shared prefix "

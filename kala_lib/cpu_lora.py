@@ -117,7 +117,8 @@ def use_fused_lora(model) -> int:
     while it trains with gradients on, one adapter active and input in the base's dtype; returns
     how many layers were routed.
 
-    Anything else (evaluation, generation under no_grad, merged or disabled adapters, several
+    Anything else (evaluation, generation under no_grad, mixed precision: a bfloat16 variant measured
+    no faster than PEFT's layers under autocast, 1.30x against 1.34x over float32), merged or disabled adapters, several
     active adapters, quantized or trainable bases) takes PEFT's own forward, so the results are
     PEFT's. A layer keeps its parameters: saving, loading and merging see an ordinary PEFT model. Forward and
     backward match PEFT's with FastDropout under the same seed (same mask draws); SmolLM2 trains
@@ -133,7 +134,8 @@ def use_fused_lora(model) -> int:
         name = adapters[0] if len(adapters) == 1 else None
         base = layer.base_layer
         if (args or kwargs or name is None or name not in layer.lora_A or not layer.training
-                or not torch.is_grad_enabled() or layer.disable_adapters or layer.merged
+                or not torch.is_grad_enabled() or torch.is_autocast_enabled(x.device.type)
+                or layer.disable_adapters or layer.merged
                 or x.dtype != base.weight.dtype or base.weight.requires_grad
                 or (base.bias is not None and base.bias.requires_grad)):  # FusedLora returns no base gradient
             return peft_forward(x, *args, **kwargs)

@@ -51,6 +51,33 @@ SEED_VALIDATION_PROMPTS = (
 )
 
 
+MIXED_PRECISIONS = ("auto", "bf16", "no")
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """True where the CPU computes bfloat16 dot products natively (x86 avx512_bf16 or amx_bf16, Arm
+    bf16); elsewhere bfloat16 matmuls are emulated and slower than float32."""
+    if cpuinfo is None:
+        try:
+            cpuinfo = Path("/proc/cpuinfo").read_text()
+        except OSError:
+            return False
+    flags = set()
+    for line in cpuinfo.splitlines():
+        if line.split(":", 1)[0].strip() in ("flags", "Features"):
+            flags.update(line.split(":", 1)[1].split())
+    return bool(flags & {"avx512_bf16", "amx_bf16", "bf16"})
+
+
+def resolve_mixed_precision(setting: str, device: str, model_dtype: str, quantized: bool,
+                            cpuinfo: str | None = None) -> str:
+    """"bf16" or "no": what ``mixed_precision`` means for this model on this device."""
+    if setting != "auto":
+        return setting
+    native = cpu_has_native_bf16(cpuinfo)
+    return "bf16" if device == "cpu" and model_dtype == "float32" and not quantized and native else "no"
+
+
 class TrainingError(ValueError):
     """Bad training configuration or input (the message names the field and the fix)."""
 
@@ -85,6 +112,12 @@ class TrainConfig:
     # to every micro-batch and its gradient is applied once. Same loss and gradients (a test
     # compares them); LoRA dropout on the prefix is drawn once per step instead of per example.
     share_prefix: bool = True
+    # Mixed precision: the forward and backward matmuls in bfloat16 under autocast, the LoRA weights,
+    # their gradients and AdamW's state in float32. "auto" turns it on for a float32 model on a CPU
+    # with native bfloat16 instructions (avx512_bf16 or amx_bf16: 1.76x the training step of float32
+    # on this 2-core EPYC, bench/results/train_precision_cpu.log) and leaves it off elsewhere (a GPU
+    # profile's own dtype already sets its compute); "bf16" forces it, "no" keeps float32.
+    mixed_precision: str = "auto"
     min_shared_prefix: int = 16
     # The refuse-or-help decision is made in the first response tokens (Qi et al. 2025): their
     # loss counts first_token_weight times (1.0 = plain SFT).
@@ -183,6 +216,8 @@ class TrainConfig:
             need(bool(self.decision_file), "decision_share > 0 needs decision_file (training_mix writes decisions_train.jsonl)")
             need(not data_files or Path(self.decision_file).is_file(),
                  f"decision_file {self.decision_file} does not exist: materialize training_mix first")
+        need(self.mixed_precision in MIXED_PRECISIONS,
+             f"mixed_precision must be one of {MIXED_PRECISIONS}, got {self.mixed_precision!r}")
         whole("first_tokens", 0)
         whole("preference_tokens", 1)
         for name in ("preference_weight", "preference_beta"):
@@ -378,16 +413,28 @@ def target_loss_module():
     class TargetLoss(torch.nn.Module):
         """Summed cross-entropy over target positions only; logits are never built for the rest."""
 
-        def __init__(self, model, first_token_weight: float = 1.0, first_tokens: int = 0):
+        def __init__(self, model, first_token_weight: float = 1.0, first_tokens: int = 0,
+                     autocast_dtype=None):
             super().__init__()
             self.model = model
             self.first_token_weight, self.first_tokens = float(first_token_weight), int(first_tokens)
+            self.autocast_dtype = autocast_dtype  # mixed precision: matmuls in this dtype (None: the model's)
             base = model.get_base_model() if hasattr(model, "get_base_model") else model
             self.decoder = getattr(base, base.base_model_prefix)
             self.head = base.get_output_embeddings()
 
+        def autocast(self, tensor):
+            """The mixed-precision region for a forward on ``tensor``'s device (a no-op without it)."""
+            if self.autocast_dtype is None:
+                return contextlib.nullcontext()
+            return torch.autocast(tensor.device.type, dtype=self.autocast_dtype)
+
         def forward(self, input_ids, labels, attention_mask, prefix=None):
             """``prefix``: per-layer (key, value) of a prefix shared by every row (see prefix_kv)."""
+            with self.autocast(input_ids):
+                return self._forward(input_ids, labels, attention_mask, prefix)
+
+        def _forward(self, input_ids, labels, attention_mask, prefix):
             kwargs = {"use_cache": False}
             if prefix is not None:
                 from transformers import DynamicCache
@@ -408,8 +455,9 @@ def target_loss_module():
 
         def row_logprobs(self, input_ids, labels, attention_mask):
             """Per row, the summed log-probability of its target tokens (for the preference term)."""
-            hidden = self.decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
-            logits, targets, mask = self._target_logits(hidden, labels)
+            with self.autocast(input_ids):
+                hidden = self.decoder(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).last_hidden_state
+                logits, targets, mask = self._target_logits(hidden, labels)
             logprobs = -F.cross_entropy(logits, targets, reduction="none")
             rows = torch.arange(mask.shape[0], device=mask.device).unsqueeze(1).expand_as(mask)[mask]
             return torch.zeros(mask.shape[0], dtype=logprobs.dtype, device=logprobs.device).index_add(0, rows, logprobs)
@@ -421,7 +469,8 @@ def target_loss_module():
 
         def prefix_kv(self, prefix_ids):
             """Per-layer (key, value) tensors of ``prefix_ids`` (1 x P), with their autograd graph."""
-            cache = self.decoder(input_ids=prefix_ids, use_cache=True).past_key_values
+            with self.autocast(prefix_ids):
+                cache = self.decoder(input_ids=prefix_ids, use_cache=True).past_key_values
             return [(layer.keys, layer.values) for layer in cache.layers]
 
     return TargetLoss
@@ -533,6 +582,7 @@ class TrainResult:
     resumed_from: int | None
     world_size: int = 1
     parameter_checksums: list | None = None  # per rank, after training (DDP: all equal)
+    mixed_precision: str = "no"  # what TrainConfig.mixed_precision resolved to on this machine
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -811,12 +861,21 @@ def _build_model(config: TrainConfig, profile, device: str, distributed: bool, t
     if device == "cpu":  # see kala_lib/cpu_lora.py; PEFT's own layers are the fast ones on GPUs
         use_fast_lora_dropout(model)
         use_fused_lora(model)
-    loss_module = target_loss_module()(model, config.first_token_weight, config.first_tokens)
+    precision = resolve_mixed_precision(config.mixed_precision, "cpu" if device == "cpu" else "gpu",
+                                        profile.dtype, bool(quant))
+    loss_module = target_loss_module()(model, config.first_token_weight, config.first_tokens,
+                                       torch.bfloat16 if precision == "bf16" else None)
     if distributed:
         from torch.nn.parallel import DistributedDataParallel
 
         loss_module = DistributedDataParallel(loss_module, device_ids=[device] if device.startswith("cuda") else None)
     return model, loss_module, [p for p in model.parameters() if p.requires_grad]
+
+
+def _precision(run) -> str:
+    """"bf16" when the run's loss module computes under bfloat16 autocast, else "no"."""
+    module = getattr(run.loss_module, "module", run.loss_module)
+    return "bf16" if getattr(module, "autocast_dtype", None) is not None else "no"
 
 
 def _trainable_token_layers(model, token_ids: list[int]) -> dict[str, list[int]]:
@@ -894,7 +953,8 @@ def _open_logs(run: _Run, resumed_from: int | None) -> None:
     run.reporter.log(
         f"training {run.profile.name} with LoRA r={config.lora_r} on {len(run.data.encoded)} examples: "
         f"{run.total_steps} steps of {config.per_device_batch_size}x{config.gradient_accumulation_steps}x{run.world}; "
-        f"trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%)"
+        f"trainable {trainable:,} of {total:,} parameters ({100 * trainable / total:.2f}%); "
+        f"mixed precision {_precision(run)}"
     )
     # A killed run may have logged steps after its last checkpoint; they are re-run now.
     _truncate_jsonl(run.metrics_file, run.state.step)
@@ -1088,6 +1148,7 @@ def _finish(run: _Run, last_loss: float | None, throughput: list[float], resumed
             run.wandb_run.finish()
     state = run.state
     result = TrainResult(
+        mixed_precision=_precision(run),
         status="halted" if state.halted else "finished",
         steps=state.step,
         total_steps=run.total_steps,

@@ -33,7 +33,7 @@ def has_decision_tokens(records: list[dict]) -> bool:
     targets = [r["messages"][-1]["content"] for r in records if r["category"] != "incoming"]
     return bool(targets) and all(t.startswith(DECISION_TOKENS) for t in targets)
 ETHICS_TABLE = "training_ethics_validation"
-CODE_VERSION = "lora_adapter.v5"  # v5: fitted decision rows, untied head (v4 runs start fresh)
+CODE_VERSION = "lora_adapter.v6"  # v6: bf16 mixed precision where the CPU has it; v5: fitted decision rows, untied head
 
 
 #: TrainConfig's fields the asset sets itself (paths, the ethics prompts, the base_model resource's
@@ -67,6 +67,9 @@ LoraTrainingConfig = config_class(
         "decision_share": "Decision rows' share of a step's rows (the SGD decision stream; 0.75: three prompt -> "
                           "decision-token rows per SFT row); 0 = SFT only (the default: decision_fit does better).",
         "decision_fit_rows": "Training decision rows the fit reads, stratified by source (null = all).",
+        "mixed_precision": "auto (bfloat16 autocast for a float32 model on a CPU with native bfloat16, e.g. "
+                           "avx512_bf16: 1.3x the tokens/s; float32 elsewhere), bf16 (always) or no (float32). "
+                           "The LoRA weights, gradients and optimizer state stay float32.",
         "decision_fit_val_limit": "Validation prompts per label the fit chooses its regulariser on (the same sample "
                                   "evaluation scores).",
     },
@@ -189,6 +192,7 @@ def _training_metadata(result: dict, latest: Path, run_dir: Path) -> dict[str, d
         "steps": dg.MetadataValue.int(result["steps"]),
         "final_loss": dg.MetadataValue.float(float(result["final_loss"] or float("nan"))),
         "tokens_per_second": dg.MetadataValue.float(float(result["tokens_per_second"] or 0.0)),
+        "mixed_precision": dg.MetadataValue.text(str(result.get("mixed_precision", "no"))),
         "trainable_share": dg.MetadataValue.float(result["trainable_parameters"] / result["total_parameters"]),
         "trainable_parameters": dg.MetadataValue.int(result["trainable_parameters"]),
         "ethics_history": dg.MetadataValue.md(markdown_table(["step", "refusal on harmful", "over-refusal on benign"], ethics_rows)),
