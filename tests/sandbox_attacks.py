@@ -3,7 +3,8 @@
 Each attack says how it is run (``score``: as a wrong solution to ``ADD``, through the scoring path;
 ``run``: as a program) and how to tell it got through, from the evaluator's side only: a wrong
 solution scored as passed, a secret or privileged file in its output, a file or a process left on
-the host, an evaluator that hung or grew. ``tests/test_sandbox.py`` runs them all against
+the host, an evaluator that hung or grew, or host memory (``/proc/meminfo``, sampled from outside
+while the sample runs) held beyond the sample's budget (its memory limit plus its ``/tmp`` size). ``tests/test_sandbox.py`` runs them all against
 ``kala_lib.sandbox``; ``bench/sandbox_attacks.py`` runs them against any implementation (e.g. the
 previous one) and counts what escapes.
 """
@@ -44,6 +45,13 @@ class Context:
     rss_before_mb: int
     score_wrong: Callable[[], bool]
     sandbox: object = None
+    memory_mb: int = 256  # the sample's memory limit (run_python's memory_mb) for the memory class
+    tmp_mb: int = 64
+    held_mb: float = 0.0  # the most host memory held above the baseline while the sample ran
+
+    @property
+    def budget_mb(self) -> int:
+        return self.memory_mb + self.tmp_mb
 
     @property
     def victim_pid(self) -> int:
@@ -56,7 +64,7 @@ class Context:
 @dataclass(frozen=True)
 class Attack:
     name: str
-    kind: str  # scoring | privilege | hook | process | resources
+    kind: str  # scoring | privilege | hook | process | resources | memory
     mode: str  # score | run
     source: Callable[[Context], str]
     escaped: Callable[[object, Context], bool]  # (SandboxResult, context) -> got through?
@@ -67,6 +75,102 @@ class Attack:
 def _code(text: str) -> Callable[[Context], str]:
     return lambda ctx: textwrap.dedent(text).format(host=str(ctx.host), victim=ctx.victim_pid, marker=ctx.marker,
                                                     evaluator=os.getpid())
+
+
+# The memory class: the sample first fills its own heap to just under its memory limit (allowed), then
+# makes the host hold more through one channel, up to its whole budget and 256 MiB beyond, and keeps it
+# while the evaluator measures. Whatever that channel holds must count against the same budget.
+HEAP_SLACK_MB = 80  # the interpreter's own address space, below the memory limit
+MEASURE_SLACK_MB = 64  # host noise allowed above the budget
+_HOLD = """\
+import os, time
+{prelude}heap = b"k" * (({memory_mb} - {heap_slack}) << 20)  # the sample's own memory: filled, so really held
+held, MB, target = 0, 1 << 20, ({budget_mb} + 256) << 20
+chunk = b"m" * (8 * MB)  # 8 MiB at a time: below the 16 MiB file-size limit
+try:
+{push}
+except BaseException as error:
+    print("stopped:", type(error).__name__, str(error)[:100])
+print("held", held >> 20, "MiB beyond its heap", flush=True)
+time.sleep(1.0)  # keep it while the evaluator measures
+"""
+UNHOOK = ("import gc\nfor obj in gc.get_objects():  # the audit hook is no boundary: disarm it\n"
+          "    if type(obj).__name__ == 'function' and obj.__name__ == 'guard' and obj.__defaults__:\n"
+          "        obj.__defaults__ = ((), ('\\0',))\n")
+
+
+def _hold(push: str, prelude: str = "") -> Callable[[Context], str]:
+    def source(ctx: Context) -> str:
+        body = textwrap.indent(textwrap.dedent(push), "    ")
+        return _HOLD.format(memory_mb=ctx.memory_mb, heap_slack=HEAP_SLACK_MB, budget_mb=ctx.budget_mb, push=body,
+                            prelude=prelude)
+    return source
+
+
+def _held_beyond_budget(result, ctx) -> bool:
+    return ctx.held_mb > ctx.budget_mb + MEASURE_SLACK_MB
+
+
+def _files(folder: str) -> str:
+    return f"""\
+        i = 0
+        while held < target:
+            with open(f"{folder}/kala-{{i}}", "wb") as handle:
+                handle.write(chunk)
+            held, i = held + len(chunk), i + 1
+        """
+
+
+MEMORY_ATTACKS = [
+    Attack("own_heap", "memory", "run", _hold("""\
+        kept = []
+        while held < target:
+            kept.append(b"h" * len(chunk))
+            held += len(chunk)
+        """), _held_beyond_budget, timeout=20),
+    Attack("fills_the_root_tmpfs", "memory", "run", _hold(_files("")), _held_beyond_budget, timeout=20),
+    Attack("fills_dev", "memory", "run", _hold(_files("/dev")), _held_beyond_budget, timeout=20),
+    Attack("fills_dev_shm", "memory", "run", _hold(_files("/dev/shm")), _held_beyond_budget, timeout=20),
+    Attack("memfd_files", "memory", "run", _hold("""\
+        fds = []
+        while held < target:
+            fd = os.memfd_create("kala")
+            os.write(fd, chunk)  # each file below the file-size limit; up to 60 files open
+            fds.append(fd)
+            held += len(chunk)
+        """), _held_beyond_budget, timeout=20),
+    Attack("posix_shared_memory", "memory", "run", _hold("""\
+        import _posixshmem
+        i = 0
+        while held < target:
+            fd = _posixshmem.shm_open(f"/kala-{i}", os.O_CREAT | os.O_RDWR, 0o600)
+            os.write(fd, chunk)
+            os.close(fd)
+            held, i = held + len(chunk), i + 1
+        """), _held_beyond_budget, timeout=20),
+    Attack("sysv_shared_memory", "memory", "run", _hold("""\
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.shmat.restype = ctypes.c_void_p
+        libc.shmat.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+        libc.shmdt.argtypes = [ctypes.c_void_p]
+        while held < target:  # segments outlive their attachment: attach, fill, detach, repeat
+            segment = libc.shmget(0, len(chunk), 0o1600)  # IPC_PRIVATE, IPC_CREAT | 0600
+            address = libc.shmat(segment, None, 0)
+            if segment < 0 or address in (None, ctypes.c_void_p(-1).value):
+                raise OSError(ctypes.get_errno(), "shmget/shmat")
+            ctypes.memset(address, 1, len(chunk))
+            libc.shmdt(address)
+            held += len(chunk)
+        """, prelude=UNHOOK), _held_beyond_budget, timeout=20),
+    Attack("many_empty_files", "memory", "run", _hold("""\
+        i = 0
+        while held < target and i < 500_000:  # bytes are capped, inodes cost kernel memory
+            os.close(os.open(f"e{i}", os.O_CREAT | os.O_WRONLY, 0o600))
+            i += 1
+            held += 850  # about what one empty tmpfs file costs the kernel
+        """), _held_beyond_budget, timeout=20),
+]
 
 
 def _scored(result, ctx) -> bool:
@@ -302,6 +406,7 @@ os._exit(0)
         import socket
         print("resolved", socket.gethostbyname("localhost"))
         """), _printed(r"resolved \d")),
+    *MEMORY_ATTACKS,
 ]
 
 
@@ -344,8 +449,62 @@ def _run_with_secret(sandbox, code: str, timeout: float, secret: str):
     return SimpleNamespace(passed=row["status"] == "passed", **row)
 
 
-def run_attack(attack: Attack, sandbox, workdir: Path) -> tuple[bool, str]:
-    """(got through?, what happened). An exception out of the sandbox counts as getting through."""
+class HostMemory:
+    """Host memory held (process, shared and kernel memory from /proc/meminfo), sampled from outside every 20 ms while a sample runs:
+    ``held_mb`` is the peak above the median of the samples taken just before it started."""
+
+    def __init__(self):
+        import threading
+
+        self.baseline = self._settled()
+        self.peak, self._stop = self.baseline, threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def _settled(self, seconds: float = 10.0) -> int:
+        """Host memory in use once it stops falling (what an earlier sample held is freed lazily)."""
+        import time
+
+        deadline, last = time.monotonic() + seconds, self._used()
+        while time.monotonic() < deadline:
+            time.sleep(0.25)
+            now = self._used()
+            if abs(now - last) < 8 << 20:
+                return max(now, last)
+            last = now
+        return last
+
+    @staticmethod
+    def _used() -> int:
+        fields = {}
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            name, _, rest = line.partition(":")
+            fields[name] = int(rest.split()[0])
+        # what a sample can make the host hold: process memory, shmem (tmpfs, memfd, SysV and POSIX shm) and
+        # kernel memory (slab: inodes, dentries; stacks; page tables). MemFree is no measure on this VM: it
+        # falls by less than a process's pages while the hypervisor hands memory back and forth.
+        return sum(fields[name] for name in ("AnonPages", "Shmem", "Slab", "KernelStack", "PageTables")) << 10
+
+    def _watch(self):
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, self._used())
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._used())
+
+    @property
+    def held_mb(self) -> float:
+        return (self.peak - self.baseline) / (1 << 20)
+
+
+def run_attack(attack: Attack, sandbox, workdir: Path, memory_mb: int = 256, tmp_mb: int = 64) -> tuple[bool, str]:
+    """(got through?, what happened). An exception out of the sandbox counts as getting through.
+    ``memory_mb``/``tmp_mb``: the sample's budget for the memory class."""
     host = workdir / attack.name
     host.mkdir(parents=True)
     os.chmod(host, 0o777)  # writable by anyone: only the sandbox's view of the filesystem protects it
@@ -353,17 +512,27 @@ def run_attack(attack: Attack, sandbox, workdir: Path) -> tuple[bool, str]:
     ctx = Context(host=host, victim=victim, secret="kala-secret-" + secrets.token_hex(8),
                   marker=f"29.{secrets.randbelow(10**6):06d}",  # a sleep duration no other process uses
                   rss_before_mb=resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
-                  score_wrong=lambda: _score(sandbox, WRONG, 5).passed, sandbox=sandbox)
+                  score_wrong=lambda: _score(sandbox, WRONG, 5).passed, sandbox=sandbox, memory_mb=memory_mb,
+                  tmp_mb=tmp_mb)
     code = attack.source(ctx)
     try:
         if attack.mode == "score":
             result = _score(sandbox, code, attack.timeout, attack.processes)
         elif attack.escaped is _secret_seen:
             result = _run_with_secret(sandbox, code, attack.timeout, ctx.secret)
+        elif attack.kind == "memory":
+            with HostMemory() as host_memory:
+                result = sandbox.run_python(code, timeout=attack.timeout, max_processes=attack.processes,
+                                            memory_mb=memory_mb, tmp_mb=tmp_mb)
+            ctx.held_mb = host_memory.held_mb
         else:
             result = sandbox.run_python(code, timeout=attack.timeout, max_processes=attack.processes)
         escaped = attack.escaped(result, ctx)
         summary = f"{result.status} in {result.seconds:.1f} s; out {result.stdout[-120:]!r} err {result.stderr[-160:]!r}"
+        if attack.kind == "memory":
+            summary = (f"host held {ctx.held_mb:.0f} MiB (budget {ctx.budget_mb} MiB, group peak "
+                       f"{getattr(result, 'memory_peak_mb', None)} MiB); "
+                       f"{getattr(result, 'detail', '') or ''} " + summary)
     except Exception as error:  # the evaluator itself failed: a denial of service
         escaped, summary = True, f"raised {type(error).__name__}: {str(error)[:200]}"
     finally:

@@ -180,6 +180,10 @@ def test_gate_blocks_a_failing_adapter_and_promotes_a_passing_one(built):
     assert "Failing prompts:" in gate["ethics_gate"].description
     materialized = {e.asset_key.to_user_string() for e in blocked.get_asset_materialization_events()}
     assert "best_checkpoint" in materialized and "promoted_model" not in materialized
+    evaluated = next(e for e in blocked.get_asset_materialization_events()
+                     if e.asset_key.to_user_string() == "checkpoint_evaluations").materialization.metadata
+    assert evaluated["code_sandbox"].value == "bubblewrap" and "code_without_isolation" not in evaluated
+    assert evaluated["code_isolation"].value.startswith("bubblewrap sandbox; memory: ")
     assert not (warehouse.root / "promoted").exists()
     scores = dict(rows(warehouse, "SELECT model, count(*) FROM eval_scores GROUP BY 1"))
     assert set(scores) == {"base", "step-000001", "step-000002"}

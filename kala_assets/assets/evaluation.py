@@ -52,7 +52,7 @@ EvaluationConfig = config_class(
     io_manager_key="warehouse_values",
     pool=GPU_POOL,
     op_tags=GPU_STEP_TAGS,
-    code_version="checkpoint_evaluations.v2",
+    code_version="checkpoint_evaluations.v3",
     description="Every saved checkpoint of the training run scored on the training mix's validation split "
     "(ethics and perplexity), the checkpoint chosen there, and that checkpoint and the base model scored on the gate's "
     "sample of ethics_eval_suite (>= 240 harmful, >= 240 benign, Wilson intervals) and on GSM8K, HumanEval and MBPP. "
@@ -62,9 +62,11 @@ def checkpoint_evaluations(context: dg.AssetExecutionContext, config: Evaluation
                            lora_adapter: TrainingRun, ethics_eval_suite: pd.DataFrame, benchmark_gsm8k: pd.DataFrame,
                            benchmark_humaneval: pd.DataFrame, benchmark_mbpp: pd.DataFrame
                            ) -> dg.MaterializeResult[runs.EvaluationRun]:
-    from kala_lib.sandbox import isolation
+    from kala_lib.sandbox import UNISOLATED, describe, isolation
 
     code_sandbox = isolation()  # generated code runs only in the sandbox (or where the user opted out)
+    code_isolation = describe()
+    (context.log.warning if code_sandbox != "bubblewrap" else context.log.info)(f"generated code: {code_isolation}")
     run = lora_adapter
     limits = ev.EvalLimits(**config.model_dump(exclude={"include_base"}))
     scored = runs.evaluate_run(run, ethics_eval_suite.to_dict("records"), benchmark_gsm8k.to_dict("records"),
@@ -86,7 +88,10 @@ def checkpoint_evaluations(context: dg.AssetExecutionContext, config: Evaluation
                 "gate_prompts": dg.MetadataValue.int(scored.gate_prompts),
                 "validation_prompts": dg.MetadataValue.int(scored.validation_prompts),
                 "base_scores_cached": dg.MetadataValue.bool(bool(scored.base_scores_cached)),
-                "code_sandbox": dg.MetadataValue.text(code_sandbox)}
+                "code_sandbox": dg.MetadataValue.text(code_sandbox),
+                "code_isolation": dg.MetadataValue.text(code_isolation)}
+    if code_sandbox != "bubblewrap":
+        metadata["code_without_isolation"] = dg.MetadataValue.md(f"**Warning:** {UNISOLATED}.")
     for metric, values in evaluation.metrics_by_model()[evaluation.selected].items():
         if metric in runs.HEADLINE and values["value"] is not None:
             metadata[f"selected_{metric}"] = dg.MetadataValue.float(float(values["value"]))
