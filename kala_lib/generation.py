@@ -27,6 +27,7 @@ def generate(
     progress: Callable[[int, int], None] | None = None,
     share_prefix: bool = True,
     min_shared_prefix: int = 16,
+    prefill: str = "",
 ) -> list[str]:
     """Greedy (temperature 0) or sampled (temperature > 0, top-p 0.95, seeded) continuations.
 
@@ -34,7 +35,8 @@ def generate(
     far (the ethics evaluation stops a response as soon as its score cannot change); the batch
     ends when every row has stopped. ``progress(done, total)`` is called after each batch.
     ``share_prefix``: run the prefix all conversations share once (at least ``min_shared_prefix``
-    tokens; module docstring).
+    tokens; module docstring). ``prefill``: text put after every rendered prompt, as the start of
+    the answer (e.g. a decision token, to read the text the model writes after it).
     """
     import torch
 
@@ -43,7 +45,7 @@ def generate(
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     tokenizer.padding_side = "left"
-    prompts = [render_prompt(tokenizer, list(c), prompt_format) for c in conversations]
+    prompts = [render_prompt(tokenizer, list(c), prompt_format) + prefill for c in conversations]
     stop_ids = {tokenizer.eos_token_id}
     end = end_of_turn(tokenizer, prompt_format)
     if end:

@@ -48,6 +48,26 @@ def test_a_prefix_as_long_as_a_whole_prompt_leaves_that_row_a_token():
                                       batch_size=2, share_prefix=False)
 
 
+def test_prefill_starts_every_answer_with_the_given_text():
+    """The answer is generated after the prefill, exactly as if the prompt had ended with it."""
+    from kala_lib.chat_format import render_prompt
+
+    profile = get_profile("tiny-gpt-neox")
+    tokenizer = load_tokenizer(profile)
+    model = load_model(profile).eval()
+    prefilled = generation.generate(model, tokenizer, conversations()[:2], profile.prompt_format, max_new_tokens=6,
+                                    prefill="Sure, here")
+    plain = generation.generate(model, tokenizer, conversations()[:2], profile.prompt_format, max_new_tokens=6)
+    for conversation, text in zip(conversations()[:2], prefilled):
+        ids = tokenizer(render_prompt(tokenizer, conversation, profile.prompt_format) + "Sure, here",
+                        add_special_tokens=False, return_tensors="pt")["input_ids"]
+        out = model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=6, do_sample=False,
+                             pad_token_id=tokenizer.eos_token_id)
+        assert text == tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip() or \
+            tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).startswith(text)
+    assert prefilled != plain
+
+
 # --- mixed precision ---------------------------------------------------------------------------------
 
 EPYC = "processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512_bf16 avx512_vnni\n"
