@@ -24,7 +24,7 @@ def test_bandit_finds_what_it_should_and_nothing_in_clean_code():
 HUMANEVAL = [{"task_id": "HumanEval/0", "prompt": "def add(a, b):\n    \"\"\"Return a + b.\"\"\"\n", "entry_point": "add",
               "test": "def check(candidate):\n    assert candidate(1, 2) == 3\n", "canonical_solution": "    return a + b\n"}]
 MBPP = [{"task_id": 1, "text": "Write a function add(a, b) that returns the sum.", "test_list": ["assert add(1, 2) == 3"],
-         "test_setup_code": ""}]
+         "test_setup_code": "", "code": "def add(a, b):\n    return a + b\n"}]
 
 
 @pytest.mark.parametrize("samples, expected", [
