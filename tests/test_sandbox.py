@@ -60,18 +60,29 @@ def test_attack_is_contained(attack, tmp_path):
 
 
 def test_the_memory_bench_can_see_an_escape(tmp_path):
-    """The memory class's measurement is real: the sandbox before issue 26 (writable root tmpfs, no
-    memory group) lets the root-tmpfs attack hold host memory beyond the budget, and the bench sees it."""
-    import subprocess
+    """The memory class's measurement is real: the same sandbox with a writable root and no memory
+    group (as before issue 26) lets the root-tmpfs attack hold host memory beyond the budget, and
+    the measurement from outside sees it."""
+    from types import SimpleNamespace
 
     from tests.sandbox_attacks import load_sandbox
 
-    before = tmp_path / "before_sandbox.py"
-    before.write_text(subprocess.run(["git", "show", "7431162:kala_lib/sandbox.py"], capture_output=True, text=True,
-                                     check=True, cwd=Path(__file__).resolve().parents[1]).stdout)
+    unbounded = load_sandbox(sandbox.__file__)  # a separate module: patching it leaves kala_lib.sandbox alone
+    unbounded.cgroups = SimpleNamespace(support=lambda: cgroups.Support(None, why="switched off for this test"),
+                                        CGROUP_ENV=cgroups.CGROUP_ENV)
+    argv = unbounded._bwrap_argv
+
+    def writable_root(*args):
+        parts = list(argv(*args))
+        at = next(i for i in range(len(parts) - 1) if parts[i:i + 2] == ["--remount-ro", "/"])
+        return tuple(parts[:at] + parts[at + 2:])
+
+    unbounded._bwrap_argv = writable_root
     attack = next(a for a in ATTACKS if a.name == "fills_the_root_tmpfs")
-    escaped, summary = run_attack(attack, load_sandbox(before), tmp_path / "run")
+    escaped, summary = run_attack(attack, unbounded, tmp_path / "run")
     assert escaped, summary
+    contained, summary = run_attack(attack, sandbox, tmp_path / "today")
+    assert not contained, summary
 
 
 def test_the_sandbox_writes_only_its_capped_tmpfs():
