@@ -13,12 +13,14 @@ once. Each sample runs in a fresh group with
 
 Where the groups are made: ``KALA_SANDBOX_CGROUP`` (a cgroup v2 directory delegated to this user,
 e.g. by ``systemd-run --user --scope -p Delegate=yes``) when set; else beside this process's own
-group, which works as root. When no group can be made, :func:`support` says why, once, and names
-what stays unbounded; the sandbox still runs with its rlimits and tmpfs caps.
+group, which works as root. When no group can be made, :class:`Support` says why and names what
+stays unbounded (``kala_lib.sandbox.memory_bound`` logs it once); the sandbox still runs with its
+rlimits and tmpfs caps.
 
-The sample's process joins its group before it runs anything (:data:`JOINER`): a small trusted
-program started in place of the sandbox writes its own pid to the group's ``cgroup.procs``, drops to
-the sandbox's uid, then executes bubblewrap, so every process of the sample starts inside.
+The sample's first process joins its group before it runs anything (:data:`JOIN`): trusted code in
+the child, before bubblewrap is executed (the checker's ``preexec_fn``, or :data:`JOINER` started in
+place of the sandbox), writes its own pid to the group's ``cgroup.procs`` and drops to the
+sandbox's uid, so every process of the sample starts inside.
 """
 
 from __future__ import annotations
@@ -32,8 +34,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 CGROUP_ENV = "KALA_SANDBOX_CGROUP"
-UNBOUNDED = ("files in the sandbox's tmpfs mounts beyond their size caps' sum, memfd files, SysV and POSIX shared "
-             "memory, and the kernel memory of files and inodes are not bounded by the sample's memory limit")
+UNBOUNDED = ("memfd files, SysV shared memory and the kernel memory of files and inodes are not bounded by the "
+             "sample's memory limit (the read-only root and /dev and the size-capped /tmp and /dev/shm still bound "
+             "files and POSIX shared memory)")
 _counter = itertools.count()
 
 
@@ -97,36 +100,37 @@ def _writable_dir(path: Path) -> bool:
 
 
 def _v2_parent(mount: str, own: str, explicit: str | None) -> tuple[str | None, str]:
-    """A v2 folder whose children can have memory and pids limits, or (None, why)."""
-    candidates = [Path(explicit)] if explicit else [Path(mount + own).parent / "kala-sandbox" if own != "/" else
-                                                    Path(mount) / "kala-sandbox"]
-    for parent in candidates:
-        above = parent.parent if not explicit else parent
-        try:
-            controllers = (above / "cgroup.controllers").read_text().split()
-        except OSError as error:
-            return None, f"cannot read {above}/cgroup.controllers ({error.strerror})"
-        if "memory" not in controllers:
-            return None, f"the memory controller is not available in {above} (cgroup.controllers: {' '.join(controllers) or 'empty'})"
-        if explicit:
-            if not _writable_dir(parent):
-                return None, f"{CGROUP_ENV}={parent} is not a folder this user can write (delegate it: systemd-run --user --scope -p Delegate=yes)"
-            if (parent / "cgroup.procs").read_text().strip():
-                return None, f"{CGROUP_ENV}={parent} holds processes itself; give the sandbox an empty group"
-            if not _enable(parent, ("memory", "pids")):
-                return None, f"cannot enable the memory controller for the children of {parent}"
-            return str(parent), ""
-        if not _writable_dir(above):
-            return None, f"{above} is not writable by this user (run as root, or set {CGROUP_ENV} to a delegated group)"
-        try:
-            parent.mkdir(exist_ok=True)
-        except OSError as error:
-            return None, f"cannot create {parent} ({error.strerror})"
+    """A v2 folder whose children can have memory and pids limits (the delegated ``explicit`` group,
+    else ``kala-sandbox`` beside this process's own group), or (None, why)."""
+    if explicit:
+        parent = above = Path(explicit)
+    else:
+        parent = (Path(mount + own).parent if own != "/" else Path(mount)) / "kala-sandbox"
+        above = parent.parent
+    try:
+        controllers = (above / "cgroup.controllers").read_text().split()
+    except OSError as error:
+        return None, f"cannot read {above}/cgroup.controllers ({error.strerror})"
+    if "memory" not in controllers:
+        return None, f"the memory controller is not available in {above} (cgroup.controllers: {' '.join(controllers) or 'empty'})"
+    if explicit:
+        if not _writable_dir(parent):
+            return None, f"{CGROUP_ENV}={parent} is not a folder this user can write (delegate it: systemd-run --user --scope -p Delegate=yes)"
+        if (parent / "cgroup.procs").read_text().strip():
+            return None, f"{CGROUP_ENV}={parent} holds processes itself; give the sandbox an empty group"
         if not _enable(parent, ("memory", "pids")):
-            return None, (f"cannot enable the memory controller below {above} (a group with processes cannot pass "
-                          f"controllers on; set {CGROUP_ENV} to an empty delegated group)")
+            return None, f"cannot enable the memory controller for the children of {parent}"
         return str(parent), ""
-    return None, "no candidate group"
+    if not _writable_dir(above):
+        return None, f"{above} is not writable by this user (run as root, or set {CGROUP_ENV} to a delegated group)"
+    try:
+        parent.mkdir(exist_ok=True)
+    except OSError as error:
+        return None, f"cannot create {parent} ({error.strerror})"
+    if not _enable(parent, ("memory", "pids")):
+        return None, (f"cannot enable the memory controller below {above} (a group with processes cannot pass "
+                      f"controllers on; set {CGROUP_ENV} to an empty delegated group)")
+    return str(parent), ""
 
 
 def _enable(group: Path, controllers: tuple[str, ...]) -> bool:
@@ -195,7 +199,7 @@ def support() -> Support:
 class SampleGroup:
     """A fresh group for one sample (a context manager): limits written on entry, every process left
     in it killed and the group removed on exit. ``procs`` are the files the sample's first process
-    writes its pid to (:data:`JOINER`)."""
+    writes its pid to (:data:`JOIN`)."""
 
     def __init__(self, found: Support, memory_bytes: int, max_pids: int):
         self.found, self.memory_bytes, self.max_pids = found, int(memory_bytes), int(max_pids)
@@ -283,22 +287,30 @@ class SampleGroup:
         self.dirs = []
 
 
-#: Runs as the sample's first process (trusted, before any of the sample's code): joins the group by
-#: writing its own pid to each ``cgroup.procs`` given, drops to the uid given (when not "-"), then
-#: executes the rest of its arguments. argv: joiner.py UID PROCS... -- PROGRAM ARGS...
-JOINER = r'''
+#: Source of ``_join(procs, uid)``, run in the sample's first process before anything of the
+#: sample's: joins the group by writing its own pid to each ``cgroup.procs`` in ``procs``, then drops
+#: to ``uid`` (None: unchanged). Shared by :data:`JOINER` and the sandbox's checker (no braces, so it
+#: can go into a ``str.format`` template).
+JOIN = r'''
+def _join(procs, uid):
+    import os
+    for path in procs:
+        with open(path, "w") as handle:
+            handle.write("0")
+    if uid is not None:
+        os.setgroups([])
+        os.setgid(uid)
+        os.setuid(uid)
+'''
+
+#: Runs as the sample's first process (trusted): :data:`JOIN`, then executes the rest of its
+#: arguments. argv: joiner.py UID PROCS... -- PROGRAM ARGS...  (UID "-": unchanged)
+JOINER = JOIN + r'''
 import os, sys
 args = sys.argv[1:]
 cut = args.index("--")
-uid, procs, program = args[0], args[1:cut], args[cut + 1:]
-for path in procs:
-    with open(path, "w") as handle:
-        handle.write("0")
-if uid != "-":
-    os.setgroups([])
-    os.setgid(int(uid))
-    os.setuid(int(uid))
-os.execv(program[0], program)
+_join(args[1:cut], None if args[0] == "-" else int(args[0]))
+os.execv(args[cut + 1], args[cut + 1:])
 '''
 
 
@@ -309,4 +321,4 @@ def joined(argv: list[str], python: str, procs: list[str], uid: int | None) -> l
     return [python, "-I", "-S", "-B", "-c", JOINER, "-" if uid is None else str(uid), *procs, "--", *argv]
 
 
-__all__ = ["CGROUP_ENV", "JOINER", "SampleGroup", "Support", "UNBOUNDED", "detect", "joined", "support"]
+__all__ = ["CGROUP_ENV", "JOIN", "JOINER", "SampleGroup", "Support", "UNBOUNDED", "detect", "joined", "support"]

@@ -248,16 +248,11 @@ job = _json.loads(sys.stdin.read())
 _RAISABLE = (ArithmeticError, AssertionError, AttributeError, ImportError, LookupError, MemoryError, NameError,
              NotImplementedError, OSError, RecursionError, TypeError, ValueError)
 
+{join}
 def _enter():
     # in the child, before bwrap: join the sample's memory group, drop to the sandbox's uid, then die
     # with this checker (this process is single-threaded, so preexec_fn is safe here)
-    for path in job["procs"]:
-        with open(path, "w") as handle:
-            handle.write("0")
-    if job["uid"] is not None:
-        os.setgroups([])
-        os.setgid(job["uid"])
-        os.setuid(job["uid"])
+    _join(job["procs"], job["uid"])
     try:
         import ctypes
         ctypes.CDLL(None).prctl(1, 9)  # PR_SET_PDEATHSIG, SIGKILL (after the uid change, which clears it)
@@ -501,7 +496,7 @@ def _limits(mode: str, cpu_seconds: int, memory_mb: int, file_size_mb: int, max_
 
 
 _SERVER_BLOCK = "\n".join("    " + line for line in _SERVER.format().splitlines())  # under the boot's else:
-_CHECKER_SOURCE = _CHECKER.format(reply_cap=REPLY_CAP)
+_CHECKER_SOURCE = _CHECKER.format(reply_cap=REPLY_CAP, join=cgroups.JOIN)
 
 
 def _boot(limits: dict) -> str:

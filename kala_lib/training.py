@@ -114,7 +114,7 @@ class TrainConfig:
     share_prefix: bool = True
     # Mixed precision: the forward and backward matmuls in bfloat16 under autocast, the LoRA weights,
     # their gradients and AdamW's state in float32. "auto" turns it on for a float32 model on a CPU
-    # with native bfloat16 instructions (avx512_bf16 or amx_bf16: 1.76x the training step of float32
+    # with native bfloat16 instructions (avx512_bf16 or amx_bf16: 1.34x the tokens/s of float32
     # on this 2-core EPYC, bench/results/train_precision_cpu.log) and leaves it off elsewhere (a GPU
     # profile's own dtype already sets its compute); "bf16" forces it, "no" keeps float32.
     mixed_precision: str = "auto"
