@@ -158,6 +158,14 @@ class TrainConfig:
     decision_fit_rows: int | None = 2000
     decision_val_file: str | None = None
     decision_fit_val_limit: int = 400
+    # The text follows the token (kala_lib.decision_follow): with decision_fit, before each checkpoint's
+    # output rows are fitted, its five refusal input rows are tuned (Adam, everything else frozen) for
+    # decision_follow_steps batches of decision_follow_batch_size training refusals, the loss on the
+    # first decision_follow_tokens tokens after the token; 0 = off. <|respond|>'s row is never moved.
+    decision_follow_steps: int = 0
+    decision_follow_learning_rate: float = 0.03
+    decision_follow_tokens: int = 16
+    decision_follow_batch_size: int = 10
     seed: int = 42
     # examples per length bucket, like transformers' group_by_length (mega-batches of 50 x batch 4): on
     # a 400-example sample of the mix, 1.2% of tokens are padding against 4.5% with buckets of 64
@@ -211,6 +219,14 @@ class TrainConfig:
             need(self.decision_fit_rows is None or (isinstance(self.decision_fit_rows, int) and self.decision_fit_rows >= 10),
                  f"decision_fit_rows must be a whole number >= 10 or null, got {self.decision_fit_rows!r}")
             whole("decision_fit_val_limit", 1)
+        whole("decision_follow_steps", 0)
+        if self.decision_follow_steps:
+            need(self.decision_fit, "decision_follow_steps tunes the refusal rows as part of the decision fit: set "
+                 "decision_fit: true (and decision_init: split), or decision_follow_steps: 0")
+            whole("decision_follow_tokens", 1)
+            whole("decision_follow_batch_size", 1)
+            need(isinstance(self.decision_follow_learning_rate, (int, float)) and self.decision_follow_learning_rate > 0,
+                 f"decision_follow_learning_rate must be > 0, got {self.decision_follow_learning_rate!r}")
         if self.decision_share:
             need(self.decision_tokens, "decision_share > 0 trains decision rows: set decision_tokens: true")
             need(bool(self.decision_file), "decision_share > 0 needs decision_file (training_mix writes decisions_train.jsonl)")
@@ -753,9 +769,12 @@ def _fit_decisions(run: _Run) -> None:
     # the validation sample evaluation scores too (EvalLimits.seed 0), so it reuses these scores
     val_rows = validation_prompts(read_decision_rows(config.decision_val_file), config.decision_fit_val_limit, seed=0)
     # what a fit depends on besides the checkpoint: a re-run with the same signature keeps the fitted folder
+    follow = [config.decision_follow_steps, config.decision_follow_learning_rate, config.decision_follow_tokens,
+              config.decision_follow_batch_size] if config.decision_follow_steps else []
     signature = hashlib.sha256(json.dumps([sha256_file(config.decision_file), sha256_file(config.decision_val_file),
                                            config.decision_fit_rows, config.decision_fit_val_limit, config.seed,
-                                           "decision_fit.v1"]).encode()).hexdigest()[:16]
+                                           "decision_fit.v2", follow]).encode()).hexdigest()[:16]
+    refusals = None
     for entry in sorted(run.state.checkpoints, key=lambda c: c["step"]):
         folder = Path(entry["path"])
         done = folder / "fitted" / "decision_fit.json"
@@ -765,11 +784,22 @@ def _fit_decisions(run: _Run) -> None:
             continue
         set_peft_model_state_dict(run.model, load_file(str(folder / "adapter" / "adapter_model.safetensors")))
         started = time.monotonic()
+        followed = None
+        if config.decision_follow_steps:
+            from kala_lib.decision_follow import refusal_examples, tune_refusal_rows
+
+            if refusals is None:  # the SFT training split's refusals (never validation or evaluation rows)
+                refusals = refusal_examples(run.tokenizer, read_messages(config.train_file), run.profile.prompt_format,
+                                            config.decision_follow_tokens)
+            followed = tune_refusal_rows(run.model, run.tokenizer, getattr(run.loss_module, "module", run.loss_module),
+                                         refusals, config.decision_follow_steps, config.decision_follow_learning_rate,
+                                         config.decision_follow_batch_size, seed=config.seed, log=run.reporter.log)
         fit, val_scores = fit_model_head(run.model, run.tokenizer, run.profile, fit_rows, val_rows,
                                          batch_size=config.decision_batch_size, log=run.reporter.log)
         with staged_dir(folder / "fitted") as staging:
             _save_adapter(run.model, staging, run.tokenizer)
             record = {"step": entry["step"], "signature": signature, "seconds": time.monotonic() - started, **fit.summary(),
+                      "follow": followed.summary() if followed else None,
                       "validation": [{"key": r["key"], "label": r["label"], "source": r.get("source"),
                                       **dataclasses.asdict(score)} for r, score in zip(val_rows, val_scores)]}
             atomic_write_text(staging / "decision_fit.json", json.dumps(record))
