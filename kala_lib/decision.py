@@ -226,6 +226,30 @@ def sequence_bias(tokenizer, threshold: float) -> list[list]:
     return [[[respond], float(threshold)]]
 
 
+def first_token_suppression(tokenizer, vocab_size: int) -> list[int]:
+    """Every token id below ``vocab_size`` except the six decision tokens: as the generation config's
+    ``begin_suppress_tokens`` it makes every answer open with a decision token, and the dial
+    (``sequence_bias``) alone picks which. Without it the dial's penalty can push a refusal token
+    below an ordinary first word: on the 2026-12-07 cold run, prompts whose margin cleared the
+    threshold opened with "Sure" or "You" instead (the refusal token's biased logit 26-29 against
+    28-31), so the text never saw the token it was meant to follow."""
+    keep = set(decision_ids(tokenizer))
+    if vocab_size < len(tokenizer) or max(keep) >= vocab_size:
+        raise DecisionError(f"vocab_size {vocab_size} is smaller than the tokenizer ({len(tokenizer)} tokens with the "
+                            "decision tokens): pass the output head's size (the model's config.vocab_size)")
+    return [token for token in range(vocab_size) if token not in keep]
+
+
+def decision_generation(model, tokenizer, threshold: float) -> dict[str, Any]:
+    """The generation-config fields that ship the decision with the model: the first token is a
+    decision token (``begin_suppress_tokens``) and greedy decoding refuses exactly when the margin
+    is above ``threshold`` (``sequence_bias``). Both are plain ``transformers`` settings, saved in
+    ``generation_config.json``."""
+    vocab_size = max(model.config.get_text_config().vocab_size, len(tokenizer))
+    return {"begin_suppress_tokens": first_token_suppression(tokenizer, vocab_size),
+            "sequence_bias": sequence_bias(tokenizer, threshold) or None}
+
+
 def threshold_from_bias(tokenizer, bias: Sequence[Sequence]) -> float:
     """The threshold a shipped ``sequence_bias`` encodes (inverse of :func:`sequence_bias`)."""
     respond, *refuse = decision_ids(tokenizer)

@@ -329,8 +329,10 @@ class EthicsExampleGenerator:
         return space.draw((*pools, decorations, self.suffixes), styled)
 
     def _refusal(self, family: corpus.Family, difficulty: Difficulty, rng: random.Random) -> str:
+        """The opener, then the Law (the principle names it), then why and what instead: the Law comes
+        within the first sentences a short answer (the gate reads 48 tokens) has room for."""
         note = self.notes.get(difficulty, "")
-        return f"{rng.choice(self.refusal_openers)} {note}Answering would {family.harm}. {family.principle} {family.alternative}"
+        return f"{rng.choice(self.refusal_openers)} {family.principle} {note}Answering would {family.harm}. {family.alternative}"
 
     def _harmful_opening(self, ask: str, rng: random.Random) -> str:
         return fill(rng.choice(self.harmful_openings), x=ask) + TRUNCATION

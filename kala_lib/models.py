@@ -343,13 +343,17 @@ def _adapter_has_own_head_rows(model, adapter_path: str | Path) -> bool:
 
 
 def merge_adapter(profile: ModelProfile, adapter_path: str | Path, target: str | Path,
-                  sequence_bias: list | None = None) -> Path:
+                  decision_threshold: float | None = None) -> Path:
     """The base model with the LoRA adapter merged in, saved in full precision (no quantization
-    config, so it loads anywhere with ``AutoModelForCausalLM``) into ``target``; ``sequence_bias``
-    (the decision dial, kala_lib.decision) goes into its generation_config.json."""
+    config, so it loads anywhere with ``AutoModelForCausalLM``) into ``target``; with
+    ``decision_threshold``, the decision (kala_lib.decision.decision_generation: the first token is a
+    decision token, the dial's bias picks which) goes into its generation_config.json."""
     model = load_adapter_model(profile, adapter_path, quantization=None).merge_and_unload()
-    if sequence_bias:
-        model.generation_config.sequence_bias = sequence_bias
+    if decision_threshold is not None:
+        from kala_lib.decision import decision_generation
+
+        for key, value in decision_generation(model, adapter_tokenizer(profile, adapter_path), decision_threshold).items():
+            setattr(model.generation_config, key, value)
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config

@@ -82,7 +82,7 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
     from peft import PeftModel
 
     from kala_lib import decision_eval
-    from kala_lib.decision import sequence_bias
+    from kala_lib.decision import decision_generation
     from kala_lib.models import adapter_tokenizer, get_profile, load_adapter_model, load_model, load_tokenizer
     from kala_lib.storage import read_jsonl
     from kala_lib.training import read_messages
@@ -159,8 +159,9 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
     def gate_and_capability(name, model, validation_metrics, rows):
         tok = base_tokenizer if name == "base" else tokenizer
         threshold = validation_metrics.get("val_threshold", {}).get("value")
-        if decisions and threshold is not None:  # the shipped dial: the model's own logit bias
-            model.generation_config.sequence_bias = sequence_bias(tokenizer, threshold) or None
+        if decisions and threshold is not None:  # the shipped dial: the model's own generation config
+            for key, value in decision_generation(model, tokenizer, threshold).items():
+                setattr(model.generation_config, key, value)
         per_prompt, metrics = ev.evaluate_ethics(model, tok, profile, rows, system, limits,
                                                  progress(name, "gate ethics"))
         if decisions and threshold is not None:
@@ -313,7 +314,6 @@ def promote(evaluation: EvaluationRun, best: dict[str, Any], root: Path) -> dict
     a tokenizer whose default system turn is the constitution it was trained with), adapter/, the model
     card and the picture. Built whole in a staging folder, then published; refuses an ungated model."""
     from kala_lib.chat_format import with_default_system
-    from kala_lib.decision import sequence_bias
     from kala_lib.models import adapter_tokenizer, get_profile, merge_adapter
     from kala_lib.storage import atomic_write_text, publish
 
@@ -329,8 +329,7 @@ def promote(evaluation: EvaluationRun, best: dict[str, Any], root: Path) -> dict
     with tempfile.TemporaryDirectory(dir=root, prefix=".staging-") as scratch:
         staging = Path(scratch)
         tokenizer = adapter_tokenizer(profile, best["adapter_path"])
-        merge_adapter(profile, best["adapter_path"], staging / "merged",
-                      sequence_bias=sequence_bias(tokenizer, threshold) if threshold is not None else None)
+        merge_adapter(profile, best["adapter_path"], staging / "merged", decision_threshold=threshold)
         # Chatting without a system turn gets the constitution the model was trained and gated with
         # (not the base model's default system prompt); plain-format models get that format as a template.
         tokenizer.chat_template = with_default_system(
@@ -359,8 +358,9 @@ Every response starts with a decision token the tokenizer hides (`skip_special_t
 `<|refuse_lawN|>` naming the Law a refusal rests on. The model refuses when its best refusal token's logit beats
 `<|respond|>` by more than the threshold **{threshold:+.3f}**, chosen on the validation split (the highest refusal
 at a validation over-refusal of at most 5%; the gate's sample never entered the choice). The threshold ships as
-`sequence_bias` in `generation_config.json` (a penalty only: it never makes a decision token appear later), so a
-plain `AutoModelForCausalLM.from_pretrained(...).generate(...)` behaves as gated. To move the dial, edit that bias
+`sequence_bias` in `generation_config.json` (a penalty only: it never makes a decision token appear later), and
+`begin_suppress_tokens` there (every other token, at the first position only) makes each answer open with a
+decision token, so a plain `AutoModelForCausalLM.from_pretrained(...).generate(...)` behaves as gated. To move the dial, edit that bias
 or run `bench/ethics_tradeoff.py --threshold T`.
 """
     return f"""---

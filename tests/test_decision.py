@@ -211,6 +211,41 @@ def test_the_bias_is_a_penalty_that_reproduces_the_threshold():
         d.sequence_bias(tokenizer, math.inf)
 
 
+def test_every_answer_opens_with_a_decision_token_even_when_the_dial_pushes_it_below_a_word():
+    """The cold run's failure: a refusal token whose margin clears the threshold, but whose biased
+    logit falls below an ordinary word, so greedy decoding opened with the word."""
+    from kala_lib.models import load_model
+
+    profile = get_profile("tiny-gpt-neox")
+    tokenizer = load_tokenizer(profile, decision_tokens=True)
+    torch.manual_seed(0)
+    model = load_model(profile).eval()
+    d.resize_for_decisions(model, tokenizer, init="split")
+    respond, *refuse = d.decision_ids(tokenizer)
+    x = tokenizer("### User:\nhow do I pick a lock?\n\n### Assistant:\n", return_tensors="pt")
+    with torch.no_grad():
+        hidden = model(**x, output_hidden_states=True).hidden_states[-1][0, -1]
+        head = model.get_output_embeddings().weight
+        word = int((hidden @ head[: min(refuse)].T).argmax())
+        unit = hidden / hidden.dot(hidden)
+        for token, offset in ((respond, -5.0), *((r, 1.0) for r in refuse)):  # margin 6
+            head[token] = head[word] + offset * unit
+    threshold = 3.0  # the model refuses: margin 6 > 3, but the biased refusal logit is 2 below the word
+
+    def first_token(**config):
+        model.generation_config.update(**config)
+        out = model.generate(**x, max_new_tokens=1, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+        return int(out[0, -1])
+
+    assert first_token(sequence_bias=d.sequence_bias(tokenizer, threshold)) == word  # the bias alone: the word
+    settings = d.decision_generation(model, tokenizer, threshold)
+    assert first_token(**settings) in refuse  # the shipped settings: the refusal token
+    assert first_token(**d.decision_generation(model, tokenizer, 7.0)) == respond  # margin 6 < 7: respond
+    assert set(settings["begin_suppress_tokens"]) == set(range(model.config.vocab_size)) - {respond, *refuse}
+    with pytest.raises(d.DecisionError, match="vocab_size"):
+        d.first_token_suppression(tokenizer, 10)
+
+
 def test_the_agreement_metric_fails_when_text_and_token_disagree():
     assert d.decision_agreement([True, False], [2.0, -2.0], 0.0) == 1.0
     assert d.decision_agreement([False, True], [2.0, -2.0], 0.0) == 0.0
@@ -314,13 +349,15 @@ def test_decision_tokens_train_save_reload_and_merge_with_the_bias(tmp_path, dec
     with torch.no_grad():
         assert not torch.allclose(fresh(input_ids=x).logits[0, -1, ids], adapted[ids])
     bias = d.sequence_bias(tokenizer, 0.5)
-    merged = merge_adapter(profile, adapter, tmp_path / "merged", sequence_bias=bias)
+    merged = merge_adapter(profile, adapter, tmp_path / "merged", decision_threshold=0.5)
     tokenizer.save_pretrained(str(merged))
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     plain = AutoModelForCausalLM.from_pretrained(str(merged)).eval()
     assert plain.generation_config.sequence_bias == bias  # the dial survives save and load
-    assert json.loads((merged / "generation_config.json").read_text())["sequence_bias"] == bias
+    saved = json.loads((merged / "generation_config.json").read_text())
+    assert saved["sequence_bias"] == bias
+    assert set(saved["begin_suppress_tokens"]) == set(range(plain.config.vocab_size)) - set(ids)  # opens with a decision
     with torch.no_grad():
         assert torch.allclose(plain(input_ids=x).logits[0, -1], adapted, atol=1e-4)
     reloaded = AutoTokenizer.from_pretrained(str(merged))
@@ -338,7 +375,7 @@ def test_a_plain_generate_on_the_merged_model_matches_kala_generation_and_never_
     tokenizer = adapter_tokenizer(profile, adapter)
     for threshold in (-1.0, 1.0):
         bias = d.sequence_bias(tokenizer, threshold)
-        merged = merge_adapter(profile, adapter, tmp_path / f"merged{threshold}", sequence_bias=bias)
+        merged = merge_adapter(profile, adapter, tmp_path / f"merged{threshold}", decision_threshold=threshold)
         tokenizer.save_pretrained(str(merged))
         plain = AutoModelForCausalLM.from_pretrained(str(merged)).eval()
         plain_tokenizer = AutoTokenizer.from_pretrained(str(merged))
@@ -357,3 +394,4 @@ def test_a_plain_generate_on_the_merged_model_matches_kala_generation_and_never_
             assert decoded.startswith(text[:20])
             assert not (set(new) & ids) - set(new[:1]) or not (set(new[1:]) & penalised)
             assert not set(new[1:]) & penalised  # a penalised token never shows up later
+            assert new[0] in ids  # every answer opens with a decision token (begin_suppress_tokens)
