@@ -69,7 +69,7 @@ def refusal_examples(tokenizer, rows: Sequence[dict], prompt_format: str, target
 
 
 def _input_rows(model, tokenizer):
-    """The input embedding's trainable decision values and the positions of the refusal rows in them."""
+    """The input embedding's trainable decision values and each decision token's row in them."""
     embeddings = model.get_input_embeddings()
     wrapper = getattr(embeddings, "token_adapter", embeddings)
     if not hasattr(wrapper, "trainable_tokens_delta"):
@@ -79,18 +79,14 @@ def _input_rows(model, tokenizer):
         raise DecisionError("the output head is tied to the input embedding: tuning the input rows would move the "
                             "decision too; train with decision_init 'split' (an untied head)")
     name = next(iter(wrapper.trainable_tokens_delta))
-    indices = wrapper.token_indices[name]
-    vocab = tokenizer.get_vocab()
-    return wrapper.trainable_tokens_delta[name], [indices.index(vocab[t]) for t in REFUSE]
+    indices, vocab = wrapper.token_indices[name], tokenizer.get_vocab()
+    return wrapper.trainable_tokens_delta[name], {t: indices.index(vocab[t]) for t in DECISION_TOKENS}
 
 
 def input_rows(model, tokenizer):
     """The six input rows (respond, refuse_law0..4) as a float numpy array, for checks."""
-    delta, _ = _input_rows(model, tokenizer)
-    wrapper = getattr(model.get_input_embeddings(), "token_adapter", model.get_input_embeddings())
-    indices = wrapper.token_indices[next(iter(wrapper.trainable_tokens_delta))]
-    vocab = tokenizer.get_vocab()
-    return delta.detach().float().cpu().numpy()[[indices.index(vocab[t]) for t in DECISION_TOKENS]]
+    delta, row = _input_rows(model, tokenizer)
+    return delta.detach().float().cpu().numpy()[[row[t] for t in DECISION_TOKENS]]
 
 
 def tune_refusal_rows(model, tokenizer, loss_module, examples: Sequence[tuple[list[int], list[int]]], steps: int,
@@ -108,7 +104,8 @@ def tune_refusal_rows(model, tokenizer, loss_module, examples: Sequence[tuple[li
     if not examples:
         raise DecisionError("no refusal examples to tune the refusal rows on: the training split has no answer that "
                             "starts with a refusal token (build the mix with decision_tokens: true)")
-    delta, refuse_positions = _input_rows(model, tokenizer)
+    delta, row = _input_rows(model, tokenizer)
+    refuse_positions = [row[t] for t in REFUSE]
     vocab = tokenizer.get_vocab()
     by_token: dict[int, list[int]] = {}
     for i, (ids, labels) in enumerate(examples):

@@ -48,3 +48,26 @@ def mini_mirror(tmp_path, monkeypatch):
     root = write_mini_mirror(tmp_path / "mirror")
     monkeypatch.setenv("KALA_BENCHMARK_MIRROR", str(root))
     return root
+
+
+@pytest.fixture(scope="session")
+def decision_run_files(tmp_path_factory):
+    """A training run's inputs on a small scale: train.jsonl (64 generated ethics examples whose
+    targets start with a decision token) and decisions_{train,val}.jsonl (decision rows)."""
+    import json
+
+    from kala_lib.decision_corpus import decision_prompts
+    from kala_lib.decision_data import DecisionRowSettings, build_decision_rows
+    from kala_lib.mixing import Decontaminator, ethics_items, with_decision_token
+
+    folder, system = tmp_path_factory.mktemp("decision_run"), "You are KALA."
+    records = [e.to_record() for e in generate_examples(160, seed=5)]
+    items = [with_decision_token(i) for i in ethics_items(records, system)]
+    (folder / "train.jsonl").write_text("".join(json.dumps({"messages": json.loads(i.messages_json())}) + "\n"
+                                                for i in items[:64]))
+    rows, _ = build_decision_rows([], records, Decontaminator(), system, DecisionRowSettings(), decision_prompts()[:80])
+    keep = ("key", "group", "split", "source", "label", "law", "style", "decision", "messages")
+    for split in ("train", "val"):
+        (folder / f"decisions_{split}.jsonl").write_text(
+            "".join(json.dumps({k: r[k] for k in keep}) + "\n" for r in rows if r["split"] == split))
+    return folder

@@ -10,10 +10,6 @@ import torch
 
 from kala_lib import decision as d
 from kala_lib import decision_fit as f
-from kala_lib.decision_corpus import decision_prompts
-from kala_lib.decision_data import DecisionRowSettings, build_decision_rows
-from kala_lib.ethics_generator import generate_examples
-from kala_lib.mixing import Decontaminator, ethics_items, with_decision_token
 from kala_lib.models import (
     adapter_tokenizer,
     get_profile,
@@ -116,19 +112,9 @@ def test_sampled_fit_rows_keep_every_source():
 # --- untied rows: training, fitting, save, load, merge ----------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fit")
-    records = [e.to_record() for e in generate_examples(160, seed=5)]
-    items = [with_decision_token(i) for i in ethics_items(records, SYSTEM)]
-    (folder / "train.jsonl").write_text("".join(json.dumps({"messages": json.loads(i.messages_json())}) + "\n"
-                                                for i in items[:64]))
-    rows, _ = build_decision_rows([], records, Decontaminator(), SYSTEM, DecisionRowSettings(), decision_prompts()[:80])
-    keep = ("key", "group", "split", "source", "label", "law", "style", "decision", "messages")
-    for split in ("train", "val"):
-        (folder / f"decisions_{split}.jsonl").write_text(
-            "".join(json.dumps({k: r[k] for k in keep}) + "\n" for r in rows if r["split"] == split))
-    return folder
+@pytest.fixture
+def files(decision_run_files):
+    return decision_run_files
 
 
 def _config(tmp_path, files, **overrides):

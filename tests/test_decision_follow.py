@@ -10,15 +10,8 @@ import torch
 
 from kala_lib import decision as d
 from kala_lib import decision_fit as f
+from kala_lib import models
 from kala_lib.decision_follow import input_rows, refusal_examples, tune_refusal_rows
-from kala_lib.models import (
-    adapter_tokenizer,
-    get_profile,
-    load_adapter_model,
-    load_model,
-    load_tokenizer,
-    merge_adapter,
-)
 from kala_lib.training import TrainConfig, TrainingError, target_loss_module, train
 
 SYSTEM = "You are KALA. Follow the five Laws."
@@ -43,10 +36,10 @@ def _peft_model(profile_name="tiny-gpt-neox"):
 
     from kala_lib.training import _trainable_token_layers
 
-    profile = get_profile(profile_name)
-    tokenizer = load_tokenizer(profile, decision_tokens=True)
+    profile = models.get_profile(profile_name)
+    tokenizer = models.load_tokenizer(profile, decision_tokens=True)
     torch.manual_seed(0)
-    model = load_model(profile)
+    model = models.load_model(profile)
     d.resize_for_decisions(model, tokenizer, init="split")
     model = get_peft_model(model, LoraConfig(r=2, target_modules=list(profile.target_modules),
                                              trainable_token_indices=_trainable_token_layers(model, d.decision_ids(tokenizer))))
@@ -54,8 +47,8 @@ def _peft_model(profile_name="tiny-gpt-neox"):
 
 
 def test_examples_are_the_refusals_with_the_token_read_and_the_first_tokens_as_targets():
-    profile = get_profile("tiny-gpt-neox")
-    tokenizer = load_tokenizer(profile, decision_tokens=True)
+    profile = models.get_profile("tiny-gpt-neox")
+    tokenizer = models.load_tokenizer(profile, decision_tokens=True)
     examples = refusal_examples(tokenizer, [{"messages": m} for m in ROWS], profile.prompt_format, target_tokens=5)
     assert len(examples) == 3  # the respond and the token-less answers are left out
     refuse_ids = set(d.decision_ids(tokenizer)[1:])
@@ -66,7 +59,7 @@ def test_examples_are_the_refusals_with_the_token_read_and_the_first_tokens_as_t
         assert labels[targets[0] - 1] == -100  # ...and is not itself a target (the output rows are fitted apart)
     assert tokenizer.decode([examples[0][0][i] for i in range(len(examples[0][0])) if examples[0][1][i] != -100]).startswith("I can")
     with pytest.raises(d.DecisionError, match="decision tokens"):  # a tokenizer without the tokens splits them into text
-        refusal_examples(load_tokenizer(profile), [{"messages": ROWS[0]}], profile.prompt_format, 5)
+        refusal_examples(models.load_tokenizer(profile), [{"messages": ROWS[0]}], profile.prompt_format, 5)
 
 
 def test_tuning_moves_the_refusal_input_rows_only_and_lowers_their_loss():
@@ -91,9 +84,9 @@ def test_tuning_moves_the_refusal_input_rows_only_and_lowers_their_loss():
 def test_a_tied_head_is_refused():
     from peft import LoraConfig, get_peft_model
 
-    profile = get_profile("smollm2-135m")
-    tokenizer = load_tokenizer(profile, decision_tokens=True)
-    model = load_model(profile)
+    profile = models.get_profile("smollm2-135m")
+    tokenizer = models.load_tokenizer(profile, decision_tokens=True)
+    model = models.load_model(profile)
     d.resize_for_decisions(model, tokenizer, init="words")  # tied: moving an input row would move the decision
     model = get_peft_model(model, LoraConfig(r=2, target_modules=["q_proj"],
                                              trainable_token_indices={"embed_tokens": d.decision_ids(tokenizer)}))
@@ -102,26 +95,8 @@ def test_a_tied_head_is_refused():
         tune_refusal_rows(model, tokenizer, target_loss_module()(model), examples, steps=1, learning_rate=0.1, batch_size=1)
 
 
-def _files(folder: Path) -> Path:
-    from kala_lib.decision_corpus import decision_prompts
-    from kala_lib.decision_data import DecisionRowSettings, build_decision_rows
-    from kala_lib.ethics_generator import generate_examples
-    from kala_lib.mixing import Decontaminator, ethics_items, with_decision_token
-
-    records = [e.to_record() for e in generate_examples(160, seed=5)]
-    items = [with_decision_token(i) for i in ethics_items(records, SYSTEM)]
-    (folder / "train.jsonl").write_text("".join(json.dumps({"messages": json.loads(i.messages_json())}) + "\n"
-                                                for i in items[:64]))
-    rows, _ = build_decision_rows([], records, Decontaminator(), SYSTEM, DecisionRowSettings(), decision_prompts()[:80])
-    keep = ("key", "group", "split", "source", "label", "law", "style", "decision", "messages")
-    for split in ("train", "val"):
-        (folder / f"decisions_{split}.jsonl").write_text(
-            "".join(json.dumps({k: r[k] for k in keep}) + "\n" for r in rows if r["split"] == split))
-    return folder
-
-
-def test_training_tunes_each_checkpoints_rows_and_they_survive_save_load_and_merge(tmp_path):
-    files = _files(tmp_path)
+def test_training_tunes_each_checkpoints_rows_and_they_survive_save_load_and_merge(tmp_path, decision_run_files):
+    files = decision_run_files
     config = dict(output_dir=str(tmp_path / "run"), train_file=str(files / "train.jsonl"), model_profile="tiny-gpt-neox",
                   max_steps=1, save_every=1, keep_last=1, ethics_every=100, max_seq_len=256, val_examples=0, threads=1,
                   decision_tokens=True, decision_init="split", decision_fit=True, decision_fit_rows=40,
@@ -137,14 +112,14 @@ def test_training_tunes_each_checkpoints_rows_and_they_survive_save_load_and_mer
     folder = Path(result.output_dir) / "checkpoints" / "step-000001"
     record = json.loads((folder / "fitted" / "decision_fit.json").read_text())
     assert record["follow"]["steps"] == 4 and record["follow"]["examples"] > 0
-    profile = get_profile("tiny-gpt-neox")
-    tokenizer = adapter_tokenizer(profile, folder / "fitted")
-    plain, tuned = load_adapter_model(profile, folder / "adapter").eval(), load_adapter_model(profile, folder / "fitted").eval()
+    profile = models.get_profile("tiny-gpt-neox")
+    tokenizer = models.adapter_tokenizer(profile, folder / "fitted")
+    plain, tuned = models.load_adapter_model(profile, folder / "adapter").eval(), models.load_adapter_model(profile, folder / "fitted").eval()
     before, after = input_rows(plain, tokenizer), input_rows(tuned, tokenizer)
     assert np.array_equal(before[0], after[0]) and not np.allclose(before[1:], after[1:])
     # merged into plain transformers: the embedding holds the tuned rows
     from transformers import AutoModelForCausalLM
 
-    merged = AutoModelForCausalLM.from_pretrained(str(merge_adapter(profile, folder / "fitted", tmp_path / "merged")))
+    merged = AutoModelForCausalLM.from_pretrained(str(models.merge_adapter(profile, folder / "fitted", tmp_path / "merged")))
     ids = d.decision_ids(tokenizer)
     assert np.allclose(merged.get_input_embeddings().weight[ids].detach().numpy(), after, atol=1e-6)

@@ -33,7 +33,7 @@ def has_decision_tokens(records: list[dict]) -> bool:
     targets = [r["messages"][-1]["content"] for r in records if r["category"] != "incoming"]
     return bool(targets) and all(t.startswith(DECISION_TOKENS) for t in targets)
 ETHICS_TABLE = "training_ethics_validation"
-CODE_VERSION = "lora_adapter.v6"  # v6: bf16 mixed precision where the CPU has it; v5: fitted decision rows, untied head
+CODE_VERSION = "lora_adapter.v7"  # v7: refusal input rows tuned; v6: bf16 mixed precision where the CPU has it; v5: fitted decision rows, untied head
 
 
 #: TrainConfig's fields the asset sets itself (paths, the ethics prompts, the base_model resource's
