@@ -11,7 +11,8 @@ never the gate's sample or another evaluation set.
         --adapter default=<run A>/checkpoints/step-000020/adapter --adapter scaled=<run B>/...
 
 Last line, per adapter: ``<name>: follow=<refusal after refuse - refusal after respond>
-refuse_after_refuse=<r> refuse_after_respond=<r> degenerate=<d>``
+refuse_after_refuse=<r> refuse_after_respond=<r> degenerate=<d> law_named=<share of the refusals
+after a refusal token that cite that token's Law>``
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ def main() -> None:
         # anyway; an unfitted checkpoint's head would otherwise repeat them): the same for every adapter
         model.get_base_model().generation_config.suppress_tokens = decision_ids(tokenizer)
         counts = {"refuse": [0, 0], "respond": [0, 0]}  # [refusals, degenerate]
+        named = 0  # refusals after <|refuse_lawN|> that cite Law N
         examples = {}
         jobs = [("respond", RESPOND, list(range(len(rows))))]
         for law, token in enumerate(REFUSE):
@@ -91,6 +93,7 @@ def main() -> None:
                 verdict = judge(text)
                 counts[forced][0] += verdict.refused
                 counts[forced][1] += verdict.label == "degenerate"
+                named += forced == "refuse" and verdict.refused and REFUSE.index(token) in verdict.laws
                 examples.setdefault((forced, rows[i]["label"]), text)
         n = len(rows)
         after_refuse, after_respond = counts["refuse"][0] / n, counts["respond"][0] / n
@@ -98,7 +101,8 @@ def main() -> None:
         for (forced, label), text in sorted(examples.items()):
             print(f"  {name} after {forced:<7} ({label}): {text[:150]!r}")
         line = (f"{name}: follow={after_refuse - after_respond:.3f} refuse_after_refuse={after_refuse:.3f} "
-                f"refuse_after_respond={after_respond:.3f} degenerate={degenerate:.3f}")
+                f"refuse_after_respond={after_respond:.3f} degenerate={degenerate:.3f} "
+                f"law_named={named / counts['refuse'][0] if counts['refuse'][0] else 0:.3f}")
         print(f"{line}   ({time.time() - started:.0f} s)", flush=True)
         lines.append(line)
     print("  |  ".join(lines))

@@ -329,10 +329,12 @@ class EthicsExampleGenerator:
         return space.draw((*pools, decorations, self.suffixes), styled)
 
     def _refusal(self, family: corpus.Family, difficulty: Difficulty, rng: random.Random) -> str:
-        """The opener, then the Law (the principle names it), then why and what instead: the Law comes
-        within the first sentences a short answer (the gate reads 48 tokens) has room for."""
+        """The opener, what answering would enable, the Law, what instead. (Putting the Law right after
+        the opener was measured worse: with the refusal rows tuned, the text after a forced refusal
+        token refused 0.500 of 60 validation prompts against 0.850, and named the Law no more often:
+        bench/results/text_follows_token_law_order_cpu.log.)"""
         note = self.notes.get(difficulty, "")
-        return f"{rng.choice(self.refusal_openers)} {family.principle} {note}Answering would {family.harm}. {family.alternative}"
+        return f"{rng.choice(self.refusal_openers)} {note}Answering would {family.harm}. {family.principle} {family.alternative}"
 
     def _harmful_opening(self, ask: str, rng: random.Random) -> str:
         return fill(rng.choice(self.harmful_openings), x=ask) + TRUNCATION

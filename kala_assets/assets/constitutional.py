@@ -28,7 +28,7 @@ class ConstitutionalExamplesConfig(dg.Config):
     kinds={"python", "duckdb"},
     owners=["team:kala-data"],
     io_manager_key="warehouse_tables",
-    code_version="constitutional_examples.v3",
+    code_version="constitutional_examples.v4",
     description="Constitutional-AI examples (critique, revision, principle) for all five Laws, "
     "in the DuckDB table `constitutional_examples`.",
 )
