@@ -293,40 +293,39 @@ def sample_fit_rows(rows: Sequence[Mapping[str, Any]], limit: int | None, seed: 
 # --- reading and writing the rows in a PEFT model ----------------------------------------------------------
 
 
-def _head_wrapper(model):
-    """The trainable-token layer around the output head, and the adapter's name."""
-    head = model.get_output_embeddings()
-    head = getattr(head, "token_adapter", head)  # PEFT's TrainableTokensWrapper holds the layer
-    if not hasattr(head, "trainable_tokens_delta"):
-        raise DecisionError("the model's output head has no trainable decision rows: train with decision_tokens: true "
+def decision_values(model, tokenizer, layer):
+    """``layer``'s trainable decision values (PEFT ``trainable_tokens_delta``, one row per decision
+    token) and each decision token's row in them, in DECISION_TOKENS order. ``layer`` is the model's
+    output head (the decision) or its input embedding (what the model reads after the token); the
+    head must not be tied to the embedding, so the two stay apart."""
+    from kala_lib.decision import decision_ids
+
+    head, embeddings = model.get_output_embeddings(), model.get_input_embeddings()
+    if getattr(getattr(head, "token_adapter", head), "tied_adapter", None) is not None or head.weight is embeddings.weight:
+        raise DecisionError("the output head is tied to the input embedding: its decision rows would also be what the "
+                            "model reads after the token; untie it before training (decision_init 'split')")
+    wrapper = getattr(layer, "token_adapter", layer)  # PEFT's TrainableTokensWrapper holds the layer
+    if not hasattr(wrapper, "trainable_tokens_delta"):
+        raise DecisionError("the model has no trainable decision rows there: train with decision_tokens: true "
                             "(an untied head, kala_lib.decision.untie_output_head)")
-    if getattr(head, "tied_adapter", None) is not None:
-        raise DecisionError("the output head is tied to the input embedding: fitting its decision rows would change "
-                            "what the model reads after the token; untie it before training (decision_init 'split')")
-    name = next(iter(head.trainable_tokens_delta))
-    return head, name
+    name = next(iter(wrapper.trainable_tokens_delta))
+    return wrapper.trainable_tokens_delta[name], [wrapper.token_indices[name].index(i) for i in decision_ids(tokenizer)]
 
 
 def head_rows(model, tokenizer) -> np.ndarray:
     """The current decision rows of the output head (respond, refuse_law0..4)."""
-    from kala_lib.decision import decision_ids
-
-    head, name = _head_wrapper(model)
-    order = [head.token_indices[name].index(i) for i in decision_ids(tokenizer)]
-    return head.trainable_tokens_delta[name].detach().float().cpu().numpy()[order]
+    values, order = decision_values(model, tokenizer, model.get_output_embeddings())
+    return values.detach().float().cpu().numpy()[order]
 
 
 def set_head_rows(model, tokenizer, rows: np.ndarray) -> None:
     """Write fitted decision rows into the adapter's output-head values (saved with the adapter)."""
     import torch
 
-    from kala_lib.decision import decision_ids
-
-    head, name = _head_wrapper(model)
-    delta = head.trainable_tokens_delta[name]
+    values, order = decision_values(model, tokenizer, model.get_output_embeddings())
     with torch.no_grad():
-        for row, token in zip(rows, decision_ids(tokenizer)):
-            delta[head.token_indices[name].index(token)] = torch.as_tensor(row, dtype=delta.dtype)
+        for row, position in zip(rows, order):
+            values[position] = torch.as_tensor(row, dtype=values.dtype)
 
 
 def fit_model_head(model, tokenizer, profile, fit_rows: Sequence[Mapping[str, Any]],

@@ -24,7 +24,8 @@ import time
 from dataclasses import dataclass
 from typing import Sequence
 
-from kala_lib.decision import DECISION_TOKENS, REFUSE, DecisionError
+from kala_lib.decision import REFUSE, DecisionError
+from kala_lib.decision_fit import decision_values
 
 
 @dataclass(frozen=True)
@@ -68,25 +69,10 @@ def refusal_examples(tokenizer, rows: Sequence[dict], prompt_format: str, target
     return examples
 
 
-def _input_rows(model, tokenizer):
-    """The input embedding's trainable decision values and each decision token's row in them."""
-    embeddings = model.get_input_embeddings()
-    wrapper = getattr(embeddings, "token_adapter", embeddings)
-    if not hasattr(wrapper, "trainable_tokens_delta"):
-        raise DecisionError("the model's input embedding has no trainable decision rows: train with decision_tokens: true")
-    head = model.get_output_embeddings()
-    if getattr(getattr(head, "token_adapter", head), "tied_adapter", None) is not None or head.weight is embeddings.weight:
-        raise DecisionError("the output head is tied to the input embedding: tuning the input rows would move the "
-                            "decision too; train with decision_init 'split' (an untied head)")
-    name = next(iter(wrapper.trainable_tokens_delta))
-    indices, vocab = wrapper.token_indices[name], tokenizer.get_vocab()
-    return wrapper.trainable_tokens_delta[name], {t: indices.index(vocab[t]) for t in DECISION_TOKENS}
-
-
 def input_rows(model, tokenizer):
     """The six input rows (respond, refuse_law0..4) as a float numpy array, for checks."""
-    delta, row = _input_rows(model, tokenizer)
-    return delta.detach().float().cpu().numpy()[[row[t] for t in DECISION_TOKENS]]
+    values, order = decision_values(model, tokenizer, model.get_input_embeddings())
+    return values.detach().float().cpu().numpy()[order]
 
 
 def tune_refusal_rows(model, tokenizer, loss_module, examples: Sequence[tuple[list[int], list[int]]], steps: int,
@@ -104,8 +90,8 @@ def tune_refusal_rows(model, tokenizer, loss_module, examples: Sequence[tuple[li
     if not examples:
         raise DecisionError("no refusal examples to tune the refusal rows on: the training split has no answer that "
                             "starts with a refusal token (build the mix with decision_tokens: true)")
-    delta, row = _input_rows(model, tokenizer)
-    refuse_positions = [row[t] for t in REFUSE]
+    delta, order = decision_values(model, tokenizer, model.get_input_embeddings())
+    refuse_positions = order[1:]  # DECISION_TOKENS order: respond first
     vocab = tokenizer.get_vocab()
     by_token: dict[int, list[int]] = {}
     for i, (ids, labels) in enumerate(examples):

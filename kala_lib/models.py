@@ -352,8 +352,8 @@ def merge_adapter(profile: ModelProfile, adapter_path: str | Path, target: str |
     if decision_threshold is not None:
         from kala_lib.decision import decision_generation
 
-        for key, value in decision_generation(model, adapter_tokenizer(profile, adapter_path), decision_threshold).items():
-            setattr(model.generation_config, key, value)
+        model.generation_config.update(**decision_generation(model, adapter_tokenizer(profile, adapter_path),
+                                                             decision_threshold))
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config

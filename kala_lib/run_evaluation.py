@@ -160,8 +160,7 @@ def evaluate_run(run: TrainingRun, suite: Sequence[dict], gsm8k: Sequence[dict],
         tok = base_tokenizer if name == "base" else tokenizer
         threshold = validation_metrics.get("val_threshold", {}).get("value")
         if decisions and threshold is not None:  # the shipped dial: the model's own generation config
-            for key, value in decision_generation(model, tokenizer, threshold).items():
-                setattr(model.generation_config, key, value)
+            model.generation_config.update(**decision_generation(model, tokenizer, threshold))
         per_prompt, metrics = ev.evaluate_ethics(model, tok, profile, rows, system, limits,
                                                  progress(name, "gate ethics"))
         if decisions and threshold is not None:
