@@ -151,11 +151,11 @@ class TrainConfig:
     decision_init: str = "words"
     # Decision rows fitted (kala_lib.decision_fit): after training, each kept checkpoint's six output
     # rows are refitted by regularised logistic regression on its own final states over
-    # decision_fit_rows training decision rows (stratified by source; all of them when null), the
+    # decision_fit_rows training decision rows (every (source, label) cell the same count; all when null), the
     # regulariser chosen on decision_val_file (at most decision_fit_val_limit prompts per label);
     # the fitted adapter goes to checkpoints/step-N/fitted/. Needs an untied head (decision_init "split").
     decision_fit: bool = False
-    decision_fit_rows: int | None = 2000
+    decision_fit_rows: int | None = 3000
     decision_val_file: str | None = None
     decision_fit_val_limit: int = 400
     # The text follows the token (kala_lib.decision_follow): with decision_fit, before each checkpoint's
@@ -773,7 +773,7 @@ def _fit_decisions(run: _Run) -> None:
               config.decision_follow_batch_size] if config.decision_follow_steps else []
     signature = hashlib.sha256(json.dumps([sha256_file(config.decision_file), sha256_file(config.decision_val_file),
                                            config.decision_fit_rows, config.decision_fit_val_limit, config.seed,
-                                           "decision_fit.v2", follow]).encode()).hexdigest()[:16]
+                                           "decision_fit.v3", follow]).encode()).hexdigest()[:16]
     refusals = None
     for entry in sorted(run.state.checkpoints, key=lambda c: c["step"]):
         folder = Path(entry["path"])

@@ -102,11 +102,18 @@ def test_the_fit_takes_training_rows_only_and_chooses_on_validation():
         f.fit_head(rng.normal(size=(6, 16)), states(leaked), leaked, states(val_rows), val_rows)
 
 
-def test_sampled_fit_rows_keep_every_source():
-    rows = _rows(900, "harmful", "gen") + _rows(90, "benign", "corpus") + _rows(10, "benign", "public")
-    chosen = f.sample_fit_rows(rows, 100)
-    assert {r["source"] for r in chosen} == {"gen", "corpus", "public"} and len(chosen) <= 100
-    assert f.sample_fit_rows(rows, None) == rows
+def test_sampled_fit_rows_take_every_cell_equally():
+    rows = _rows(900, "harmful", "gen") + _rows(90, "benign", "corpus") + _rows(10, "benign", "public") \
+        + _rows(300, "benign", "gen")
+    chosen = f.sample_fit_rows(rows, 200)
+    counts = {}
+    for r in chosen:
+        counts[(r["source"], r["label"])] = counts.get((r["source"], r["label"]), 0) + 1
+    # the small cell gives all it has; the three others share the rest equally (water-filling)
+    assert len(chosen) == 200 and counts[("public", "benign")] == 10
+    assert sorted(counts[k] for k in counts if k != ("public", "benign")) == [63, 63, 64]
+    assert len({id(r) for r in chosen}) == 200 and f.sample_fit_rows(rows, 200) == chosen  # no repeats; seeded
+    assert f.sample_fit_rows(rows, None) == rows and f.sample_fit_rows(rows[:50], 100) == rows[:50]
 
 
 # --- untied rows: training, fitting, save, load, merge ----------------------------------------------------------
