@@ -17,7 +17,7 @@ scored on the same prompts, and the readouts are repeated on the adapter's own f
 Reads ``decision_rows``, ``training_mix`` and ``ethics_eval_suite`` from the warehouse (materialize
 them first: ``./scripts/main.sh --select '*decision_rows'``).
 
-    .venv/bin/python bench/decision_ceiling.py [--adapter PATH] [--fit-rows 3000] [--validation-limit 400]
+    .venv/bin/python bench/decision_ceiling.py [--adapter PATH] [--fit-rows 2000] [--equal-cells] [--validation-limit 400]
 
 Last line, on validation: ceiling_auc=<a> ceiling_r10=<r> model_auc=<a> model_r10=<r>
 (``ceiling_*``: the best single-layer linear readout of the frozen base; ``model_*``: the shipped
@@ -135,9 +135,10 @@ def _readouts(name: str, states: dict, fit_index, val_index, gate_index, fit_y, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adapter", type=Path, help="also score this adapter's shipped decision and its final state")
-    parser.add_argument("--fit-rows", type=int, default=3000,
-                        help="training decision rows the readouts learn from (the shipped fit's decision_fit_rows, sampled the same way, so readouts and the shipped decision learn from the same rows)")
-    parser.add_argument("--fit-seed", type=int, default=42, help="the rows' sample seed (lora_adapter's seed, as the shipped fit)")
+    parser.add_argument("--fit-rows", type=int, default=2000, help="training decision rows the readouts learn from")
+    parser.add_argument("--fit-seed", type=int, default=0, help="the rows' sample seed (lora_adapter's is 42)")
+    parser.add_argument("--equal-cells", action="store_true",
+                        help="sample every (source, label) cell alike, as a fit with decision_fit_equal_cells")
     parser.add_argument("--validation-limit", type=int, default=400, help="validation prompts per label")
     parser.add_argument("--layers", default="6,12,18,24,27,30", help="layers read (0: embeddings, 30: final normed state)")
     parser.add_argument("--together", default="12,18,24,27,30", help="layers concatenated for the joint readouts")
@@ -163,7 +164,8 @@ def main() -> None:
     warehouse = KalaWarehouse()
     decisions = from_table(warehouse.read_records("decision_rows"))
     system = mixing.mix_system_prompt(mixing.split_records(warehouse.read_records("training_mix"), "train"))
-    fit_rows = sample_fit_rows([dict(r) for r in decisions if r["split"] == "train"], args.fit_rows, seed=args.fit_seed)
+    fit_rows = sample_fit_rows([dict(r) for r in decisions if r["split"] == "train"], args.fit_rows, seed=args.fit_seed,
+                               equal_cells=args.equal_cells)
     val_rows = decision_eval.validation_prompts(decision_records(decisions, "val"), args.validation_limit)
     gate_rows = [] if args.no_gate else evaluation.gate_sample(warehouse.read_records("ethics_eval_suite"))
     gate_conversations = evaluation.ethics_conversations(gate_rows, system)

@@ -151,11 +151,13 @@ class TrainConfig:
     decision_init: str = "words"
     # Decision rows fitted (kala_lib.decision_fit): after training, each kept checkpoint's six output
     # rows are refitted by regularised logistic regression on its own final states over
-    # decision_fit_rows training decision rows (every (source, label) cell the same count; all when null), the
+    # decision_fit_rows training decision rows (stratified by source; all of them when null; with
+    # decision_fit_equal_cells every (source, label) cell the same count, kala_lib.decision_fit), the
     # regulariser chosen on decision_val_file (at most decision_fit_val_limit prompts per label);
     # the fitted adapter goes to checkpoints/step-N/fitted/. Needs an untied head (decision_init "split").
     decision_fit: bool = False
-    decision_fit_rows: int | None = 3000
+    decision_fit_rows: int | None = 2000
+    decision_fit_equal_cells: bool = False
     decision_val_file: str | None = None
     decision_fit_val_limit: int = 400
     # The text follows the token (kala_lib.decision_follow): with decision_fit, before each checkpoint's
@@ -218,6 +220,8 @@ class TrainConfig:
                 need(not data_files or Path(path).is_file(), f"{name} {path} does not exist: materialize decision_rows first")
             need(self.decision_fit_rows is None or (isinstance(self.decision_fit_rows, int) and self.decision_fit_rows >= 10),
                  f"decision_fit_rows must be a whole number >= 10 or null, got {self.decision_fit_rows!r}")
+            need(isinstance(self.decision_fit_equal_cells, bool),
+                 f"decision_fit_equal_cells must be true or false, got {self.decision_fit_equal_cells!r}")
             whole("decision_fit_val_limit", 1)
         whole("decision_follow_steps", 0)
         if self.decision_follow_steps:
@@ -765,7 +769,7 @@ def _fit_decisions(run: _Run) -> None:
 
     config = run.config
     train_rows = read_decision_rows(config.decision_file)  # their split travels with them: the fit refuses any other
-    fit_rows = sample_fit_rows(train_rows, config.decision_fit_rows, config.seed)
+    fit_rows = sample_fit_rows(train_rows, config.decision_fit_rows, config.seed, config.decision_fit_equal_cells)
     # the validation sample evaluation scores too (EvalLimits.seed 0), so it reuses these scores
     val_rows = validation_prompts(read_decision_rows(config.decision_val_file), config.decision_fit_val_limit, seed=0)
     # what a fit depends on besides the checkpoint: a re-run with the same signature keeps the fitted folder
@@ -773,7 +777,7 @@ def _fit_decisions(run: _Run) -> None:
               config.decision_follow_batch_size] if config.decision_follow_steps else []
     signature = hashlib.sha256(json.dumps([sha256_file(config.decision_file), sha256_file(config.decision_val_file),
                                            config.decision_fit_rows, config.decision_fit_val_limit, config.seed,
-                                           "decision_fit.v3", follow]).encode()).hexdigest()[:16]
+                                           "decision_fit.v2", follow] + (["equal_cells"] if config.decision_fit_equal_cells else [])).encode()).hexdigest()[:16]
     refusals = None
     for entry in sorted(run.state.checkpoints, key=lambda c: c["step"]):
         folder = Path(entry["path"])

@@ -105,15 +105,23 @@ def test_the_fit_takes_training_rows_only_and_chooses_on_validation():
 def test_sampled_fit_rows_take_every_cell_equally():
     rows = _rows(900, "harmful", "gen") + _rows(90, "benign", "corpus") + _rows(10, "benign", "public") \
         + _rows(300, "benign", "gen")
-    chosen = f.sample_fit_rows(rows, 200)
+    chosen = f.sample_fit_rows(rows, 200, equal_cells=True)
     counts = {}
     for r in chosen:
         counts[(r["source"], r["label"])] = counts.get((r["source"], r["label"]), 0) + 1
     # the small cell gives all it has; the three others share the rest equally (water-filling)
     assert len(chosen) == 200 and counts[("public", "benign")] == 10
     assert sorted(counts[k] for k in counts if k != ("public", "benign")) == [63, 63, 64]
-    assert len({id(r) for r in chosen}) == 200 and f.sample_fit_rows(rows, 200) == chosen  # no repeats; seeded
-    assert f.sample_fit_rows(rows, None) == rows and f.sample_fit_rows(rows[:50], 100) == rows[:50]
+    assert len({id(r) for r in chosen}) == 200 and f.sample_fit_rows(rows, 200, equal_cells=True) == chosen  # seeded
+    assert f.sample_fit_rows(rows, None, equal_cells=True) == rows and f.sample_fit_rows(rows[:50], 100) == rows[:50]
+
+
+def test_sampled_fit_rows_keep_every_source_share():
+    rows = _rows(900, "harmful", "gen") + _rows(90, "benign", "corpus") + _rows(10, "benign", "public")
+    chosen = f.sample_fit_rows(rows, 100)
+    counts = {s: sum(r["source"] == s for r in chosen) for s in ("gen", "corpus", "public")}
+    assert counts == {"gen": 90, "corpus": 9, "public": 1}  # each source its share, never none
+    assert f.sample_fit_rows(rows, None) == rows
 
 
 # --- untied rows: training, fitting, save, load, merge ----------------------------------------------------------
@@ -141,6 +149,8 @@ def test_fit_settings_are_validated(tmp_path, files):
         _config(tmp_path, files, decision_val_file=str(tmp_path / "none.jsonl")).validate()
     with pytest.raises(TrainingError, match="decision_fit_rows"):
         _config(tmp_path, files, decision_fit_rows=3).validate()
+    with pytest.raises(TrainingError, match="decision_fit_equal_cells"):
+        _config(tmp_path, files, decision_fit_equal_cells="yes").validate()
 
 
 def test_split_init_unties_the_head_reads_a_line_break_and_predicts_the_words():

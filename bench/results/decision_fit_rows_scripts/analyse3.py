@@ -12,7 +12,7 @@ vy = np.array([r["label"] == "harmful" for r in val]); kala = np.array([decision
 def pts(m): return auc(m[vy].tolist(), m[~vy].tolist()), auc(m[vy&kala].tolist(), m[~vy&kala].tolist()), auc(m[vy&~kala].tolist(), m[~vy&~kala].tolist())
 pos = {id(r): i for i, r in enumerate(rows)}
 for limit, seed in ((1500, 0), (2000, 0), (3000, 0), (3000, 42)):
-    idx = [pos[id(r)] for r in sample_fit_rows(rows, limit, seed)]
+    idx = [pos[id(r)] for r in sample_fit_rows(rows, limit, seed, equal_cells=True)]
     y = np.array([rows[i]["label"] == "harmful" for i in idx]).astype(int); w = balanced_weights(y.tolist(), [str(rows[i]["source"]) for i in idx])
     out = []
     for name, X in (("base L18", B["S18"]), ("base L24", B["S24"]), ("base L27", B["S27"]), ("base L30", B["S"]), ("sft L30 logistic", A["S"])):
