@@ -775,9 +775,10 @@ def _fit_decisions(run: _Run) -> None:
     # what a fit depends on besides the checkpoint: a re-run with the same signature keeps the fitted folder
     follow = [config.decision_follow_steps, config.decision_follow_learning_rate, config.decision_follow_tokens,
               config.decision_follow_batch_size] if config.decision_follow_steps else []
+    sampling = ["equal_cells"] if config.decision_fit_equal_cells else []  # absent by default: earlier fits stay kept
     signature = hashlib.sha256(json.dumps([sha256_file(config.decision_file), sha256_file(config.decision_val_file),
                                            config.decision_fit_rows, config.decision_fit_val_limit, config.seed,
-                                           "decision_fit.v2", follow] + (["equal_cells"] if config.decision_fit_equal_cells else [])).encode()).hexdigest()[:16]
+                                           "decision_fit.v2", follow, *sampling]).encode()).hexdigest()[:16]
     refusals = None
     for entry in sorted(run.state.checkpoints, key=lambda c: c["step"]):
         folder = Path(entry["path"])
