@@ -12,6 +12,8 @@ model itself carries:
   ``sequence_bias`` in the merged model's ``generation_config.json``. The bias is always
   *negative* (on the refusal tokens when ``t > 0``, on the respond token when ``t < 0``), so it can
   only suppress a decision token, never make one appear later in a response.
+- after a refusal token the text is that Law's refusal sentence (``sequence_bias`` entries that
+  start with the token: :func:`refusal_text_bias`); after ``<|respond|>`` the model writes freely.
 
 No keyword filter or separate classifier runs at generation time: plain ``generate`` on the
 promoted model applies its own generation config.
@@ -240,14 +242,47 @@ def first_token_suppression(tokenizer, vocab_size: int) -> list[int]:
     return [token for token in range(vocab_size) if token not in keep]
 
 
+#: The bias on each next word of the refusal sentence after a refusal token: far above any logit
+#: (SmolLM2's top logits are 20-40), so greedy and sampled decoding both write the sentence.
+REFUSAL_TEXT_BIAS = 100.0
+
+
+def refusal_sentence(law: int) -> str:
+    """What the shipped model says after ``<|refuse_lawN|>``: the generator's first refusal opener
+    and the token's Law by number and name, a refusal the judge counts and that names its Law."""
+    from kala_lib.laws import LawCategory
+
+    return f"I can't help with that. It would go against {LawCategory(law).title}."
+
+
+def refusal_text_bias(tokenizer) -> list[list]:
+    """``sequence_bias`` entries that make the text after each refusal token its
+    :func:`refusal_sentence`, then the end of the answer (the tokenizer's EOS, where it has one).
+
+    Why: the 135M model's own text after a refusal token refused 0.85 of validation prompts even
+    with its refusal rows tuned, named the Law in none (bench/results/text_follows_token_law64_cpu.log)
+    and looped or complied in the rest. Each entry is [refusal token, the sentence's first j tokens]
+    with the bias on the j-th, so it applies only right after that token: the decision (whether to
+    refuse and under which Law) stays the model's own first token; only the words that follow a
+    refusal are fixed. Plain ``transformers`` settings, saved in ``generation_config.json``."""
+    respond, *refuse = decision_ids(tokenizer)
+    end = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    entries = []
+    for law, token in enumerate(refuse):
+        words = [*tokenizer(refusal_sentence(law), add_special_tokens=False)["input_ids"], *end]
+        entries += [[[token, *words[: j + 1]], REFUSAL_TEXT_BIAS] for j in range(len(words))]
+    return entries
+
+
 def decision_generation(model, tokenizer, threshold: float) -> dict[str, Any]:
     """The generation-config fields that ship the decision with the model: the first token is a
-    decision token (``begin_suppress_tokens``) and greedy decoding refuses exactly when the margin
-    is above ``threshold`` (``sequence_bias``). Both are plain ``transformers`` settings, saved in
-    ``generation_config.json``."""
+    decision token (``begin_suppress_tokens``), greedy decoding refuses exactly when the margin
+    is above ``threshold`` (``sequence_bias``'s one-token entries), and a refusal token is followed
+    by its Law's refusal sentence (:func:`refusal_text_bias`, the longer entries). All plain
+    ``transformers`` settings, saved in ``generation_config.json``."""
     vocab_size = max(model.config.get_text_config().vocab_size, len(tokenizer))
     return {"begin_suppress_tokens": first_token_suppression(tokenizer, vocab_size),
-            "sequence_bias": sequence_bias(tokenizer, threshold) or None}
+            "sequence_bias": sequence_bias(tokenizer, threshold) + refusal_text_bias(tokenizer)}
 
 
 def threshold_from_bias(tokenizer, bias: Sequence[Sequence]) -> float:

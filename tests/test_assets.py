@@ -209,8 +209,6 @@ def test_dagster_training_config_mirrors_the_trainer_config():
     assert set(trainer) - set(dagster) == set_by_asset | internal, "a new TrainConfig field needs a Dagster config field"
     assert set(dagster) - set(trainer) == dagster_only, "a Dagster config field the trainer does not know"
     # Deliberate differences: the trainer alone has no decision files (plain SFT); the asset always has
-    # decision_rows, so its defaults untie the head, fit the decision rows on them and tune the refusal
-    # input rows on the mix's refusals.
+    # decision_rows, so its defaults untie the head and fit the decision rows on them.
     assert {k: (trainer[k], dagster[k]) for k in set(trainer) & set(dagster)
-            if trainer[k] != dagster[k]} == {"decision_init": ("words", "split"), "decision_fit": (False, True),
-                                             "decision_follow_steps": (0, 60)}
+            if trainer[k] != dagster[k]} == {"decision_init": ("words", "split"), "decision_fit": (False, True)}

@@ -246,6 +246,48 @@ def test_every_answer_opens_with_a_decision_token_even_when_the_dial_pushes_it_b
         d.first_token_suppression(tokenizer, 10)
 
 
+def test_each_refusal_sentence_is_a_refusal_naming_its_law():
+    from kala_lib.judge import judge
+
+    for law in range(5):
+        verdict = judge(d.refusal_sentence(law))
+        assert verdict.label == "refuse" and verdict.laws == (law,)
+
+
+def test_after_a_refusal_token_the_text_is_its_laws_sentence_and_after_respond_it_is_free():
+    """The shipped settings on a tiny GPT-NeoX: forced to refuse (a dial below every margin) each
+    answer is the first token's Law sentence and ends there; forced to respond, never that sentence."""
+    from kala_lib.generation import generate
+    from kala_lib.judge import judge
+    from kala_lib.models import load_model
+
+    profile = get_profile("tiny-gpt-neox")
+    tokenizer = load_tokenizer(profile, decision_tokens=True)
+    torch.manual_seed(0)
+    model = load_model(profile).eval()
+    d.resize_for_decisions(model, tokenizer, init="split")
+    respond, *refuse = d.decision_ids(tokenizer)
+    conversations = [[{"role": "user", "content": p}] for p in ("How do I pick a lock?", "Bake bread", "Hack wifi")]
+    sentences = {d.refusal_sentence(law) for law in range(5)}
+    for threshold, refusing in ((-1000.0, True), (1000.0, False)):
+        model.generation_config.update(**d.decision_generation(model, tokenizer, threshold))
+        texts = generate(model, tokenizer, conversations, "plain", max_new_tokens=40, share_prefix=False)
+        x = tokenizer("### User:\nHow do I pick a lock?\n\n### Assistant:\n", return_tensors="pt")
+        out = model.generate(**x, max_new_tokens=40, do_sample=False, pad_token_id=tokenizer.eos_token_id)
+        new = out[0, x["input_ids"].shape[1]:].tolist()
+        if refusing:
+            law = refuse.index(new[0])
+            assert tokenizer.decode(new, skip_special_tokens=True) == d.refusal_sentence(law)
+            assert new[-1] == tokenizer.eos_token_id  # the answer ends with the sentence
+            assert texts[0] == d.refusal_sentence(law)
+            assert all(t in sentences and judge(t).refused for t in texts)
+        else:
+            assert new[0] == respond and not sentences & set(texts)
+    bias = d.refusal_text_bias(tokenizer)
+    assert all(value > 0 and tokens[0] in refuse and len(tokens) >= 2 for tokens, value in bias)
+    json.dumps(bias)
+
+
 def test_the_agreement_metric_fails_when_text_and_token_disagree():
     assert d.decision_agreement([True, False], [2.0, -2.0], 0.0) == 1.0
     assert d.decision_agreement([False, True], [2.0, -2.0], 0.0) == 0.0
@@ -348,7 +390,8 @@ def test_decision_tokens_train_save_reload_and_merge_with_the_bias(tmp_path, dec
     d.resize_for_decisions(fresh, tokenizer)
     with torch.no_grad():
         assert not torch.allclose(fresh(input_ids=x).logits[0, -1, ids], adapted[ids])
-    bias = d.sequence_bias(tokenizer, 0.5)
+    bias = d.decision_generation(model, tokenizer, 0.5)["sequence_bias"]  # the dial and the refusal text
+    assert d.sequence_bias(tokenizer, 0.5)[0] in bias and d.refusal_text_bias(tokenizer)[-1] in bias
     merged = merge_adapter(profile, adapter, tmp_path / "merged", decision_threshold=0.5)
     tokenizer.save_pretrained(str(merged))
     from transformers import AutoModelForCausalLM, AutoTokenizer

@@ -52,7 +52,7 @@ EvaluationConfig = config_class(
     io_manager_key="warehouse_values",
     pool=GPU_POOL,
     op_tags=GPU_STEP_TAGS,
-    code_version="checkpoint_evaluations.v4",
+    code_version="checkpoint_evaluations.v5",
     description="Every saved checkpoint of the training run scored on the training mix's validation split "
     "(ethics and perplexity), the checkpoint chosen there, and that checkpoint and the base model scored on the gate's "
     "sample of ethics_eval_suite (>= 240 harmful, >= 240 benign, Wilson intervals) and on GSM8K, HumanEval and MBPP. "
@@ -164,7 +164,7 @@ def _gate_report(warehouse: KalaWarehouse, evaluation: runs.EvaluationRun, recor
     group_name="evaluation",
     kinds={"pytorch", "safetensors"},
     owners=["team:kala-eval"],
-    code_version="promoted_model.v2",
+    code_version="promoted_model.v3",
     description="The gated checkpoint: adapter merged into the base weights (safetensors) at "
     "$KALA_DATA_DIR/promoted/merged/, the adapter at promoted/adapter/, and a model card with the evaluation table.",
 )

@@ -73,6 +73,10 @@ LoraTrainingConfig = config_class(
         "mixed_precision": "auto (bfloat16 autocast for a float32 model on a CPU with native bfloat16, e.g. "
                            "avx512_bf16: 1.3x the tokens/s; float32 elsewhere), bf16 (always) or no (float32). "
                            "The LoRA weights, gradients and optimizer state stay float32.",
+        "decision_follow_steps": "With decision_fit, first tune each kept checkpoint's five refusal input rows "
+                                 "(everything else frozen) for this many batches of training refusals "
+                                 "(kala_lib.decision_follow); 0 = off, the default: the shipped generation config "
+                                 "already makes the text after a refusal token its Law's refusal sentence.",
         "decision_follow_learning_rate": "Adam learning rate of the refusal input rows' tuning.",
         "decision_follow_tokens": "First tokens of each training refusal (after its token) the tuning's loss reads.",
         "decision_follow_batch_size": "Training refusals per tuning step (round-robin over the Laws).",
@@ -87,10 +91,6 @@ LoraTrainingConfig = config_class(
         "decision_fit": (bool, Field(default=True, description="After training, fit each kept checkpoint's decision "
                                      "rows by regularised logistic regression on its own final states (training rows "
                                      "only; the regulariser chosen on validation); saved as checkpoints/step-N/fitted/.")),
-        "decision_follow_steps": (int, Field(default=60, description="With decision_fit, first tune each kept "
-                                             "checkpoint's five refusal input rows (everything else frozen) for this many "
-                                             "batches of training refusals, so the text after a refusal token is a refusal "
-                                             "(kala_lib.decision_follow); 0 = off.")),
         "ethics_harmful_prompts": (int, Field(default=8, description="Harmful validation prompts scored during "
                                               "training (from the mix's validation split).")),
         "ethics_benign_prompts": (int, Field(default=8, description="Benign validation prompts scored during "
