@@ -17,7 +17,11 @@ scored on the same prompts, and the readouts are repeated on the adapter's own f
 Reads ``decision_rows``, ``training_mix`` and ``ethics_eval_suite`` from the warehouse (materialize
 them first: ``./scripts/main.sh --select '*decision_rows'``).
 
-    .venv/bin/python bench/decision_ceiling.py [--adapter PATH] [--fit-rows 2000] [--equal-cells] [--validation-limit 400]
+    .venv/bin/python bench/decision_ceiling.py [--adapter PATH] [--fit-rows 3000] [--no-equal-cells] [--validation-limit 400]
+
+The readouts learn from the rows the CPU default's fit reads (3,000 training rows in equal (source,
+label) cells, lora_adapter's seed 42), so the ceiling and the shipped decision see the same rows.
+Before 2026-12-07 evening the defaults were ``--fit-rows 2000 --fit-seed 0 --no-equal-cells``.
 
 Last line, on validation: ceiling_auc=<a> ceiling_r10=<r> model_auc=<a> model_r10=<r>
 (``ceiling_*``: the best single-layer linear readout of the frozen base; ``model_*``: the shipped
@@ -135,10 +139,11 @@ def _readouts(name: str, states: dict, fit_index, val_index, gate_index, fit_y, 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--adapter", type=Path, help="also score this adapter's shipped decision and its final state")
-    parser.add_argument("--fit-rows", type=int, default=2000, help="training decision rows the readouts learn from")
-    parser.add_argument("--fit-seed", type=int, default=0, help="the rows' sample seed (lora_adapter's is 42)")
-    parser.add_argument("--equal-cells", action="store_true",
-                        help="sample every (source, label) cell alike, as a fit with decision_fit_equal_cells")
+    parser.add_argument("--fit-rows", type=int, default=3000, help="training decision rows the readouts learn from")
+    parser.add_argument("--fit-seed", type=int, default=42, help="the rows' sample seed (lora_adapter's seed)")
+    parser.add_argument("--equal-cells", action=argparse.BooleanOptionalAction, default=True,
+                        help="sample every (source, label) cell alike, as the fit with decision_fit_equal_cells "
+                             "(the CPU default); --no-equal-cells samples by source share")
     parser.add_argument("--validation-limit", type=int, default=400, help="validation prompts per label")
     parser.add_argument("--layers", default="6,12,18,24,27,30", help="layers read (0: embeddings, 30: final normed state)")
     parser.add_argument("--together", default="12,18,24,27,30", help="layers concatenated for the joint readouts")

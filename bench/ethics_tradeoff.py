@@ -87,7 +87,7 @@ def main() -> None:
     from kala_assets.resources import KalaWarehouse
     from kala_lib import decision_eval
     from kala_lib import evaluation as ev
-    from kala_lib.decision import DECISION_TOKENS, choose_threshold, decision_agreement, rates, sequence_bias
+    from kala_lib.decision import DECISION_TOKENS, choose_threshold, decision_agreement, decision_generation, rates
     from kala_lib.decision_data import decision_records, from_table
     from kala_lib.mixing import SYSTEM_PROMPTS
     from kala_lib.models import adapter_tokenizer, get_profile, load_adapter_model, load_model, load_tokenizer
@@ -141,7 +141,7 @@ def main() -> None:
         val_refusal, val_over = rates(validation["harmful"], validation["benign"], threshold)
         print(f"threshold {threshold:.3f} ({how}): validation {val_refusal:.3f} / {val_over:.3f}, "
               f"gate sample (token) {token_refusal:.3f} / {token_over:.3f}")
-        model.generation_config.sequence_bias = sequence_bias(tokenizer, threshold) or None
+        model.generation_config.update(**decision_generation(model, tokenizer, threshold))  # as shipped
         print("token decision on the gate's sample at that threshold, per source:")
         print("\n".join(_table([dict(r, refused=s.margin > threshold) for r, s in zip(gate, gate_scores)])))
         if args.token_only:

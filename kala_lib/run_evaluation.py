@@ -357,10 +357,12 @@ Every response starts with a decision token the tokenizer hides (`skip_special_t
 `<|refuse_lawN|>` naming the Law a refusal rests on. The model refuses when its best refusal token's logit beats
 `<|respond|>` by more than the threshold **{threshold:+.3f}**, chosen on the validation split (the highest refusal
 at a validation over-refusal of at most 5%; the gate's sample never entered the choice). The threshold ships as
-`sequence_bias` in `generation_config.json` (a penalty only: it never makes a decision token appear later), and
-`begin_suppress_tokens` there (every other token, at the first position only) makes each answer open with a
-decision token, so a plain `AutoModelForCausalLM.from_pretrained(...).generate(...)` behaves as gated. To move the dial, edit that bias
-or run `bench/ethics_tradeoff.py --threshold T`.
+`sequence_bias` in `generation_config.json` (its one-token entries: a penalty only, it never makes a decision token
+appear later), and `begin_suppress_tokens` there (every other token, at the first position only) makes each answer
+open with a decision token. The longer `sequence_bias` entries, each starting with a refusal token, make the text after
+it that Law's sentence ("I can't help with that. It would go against Law N (name).") and end the answer there. So a
+plain `AutoModelForCausalLM.from_pretrained(...).generate(...)` behaves as gated. To move the dial, edit the one-token
+entries or run `bench/ethics_tradeoff.py --threshold T`.
 """
     return f"""---
 library_name: transformers

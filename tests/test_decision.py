@@ -211,16 +211,21 @@ def test_the_bias_is_a_penalty_that_reproduces_the_threshold():
         d.sequence_bias(tokenizer, math.inf)
 
 
+def _tiny_model_with_decision_tokens():
+    """A seeded tiny GPT-NeoX with the six decision tokens (split rows) and its tokenizer."""
+    from kala_lib.models import load_model
+
+    tokenizer = load_tokenizer("tiny-gpt-neox", decision_tokens=True)
+    torch.manual_seed(0)
+    model = load_model(get_profile("tiny-gpt-neox")).eval()
+    d.resize_for_decisions(model, tokenizer, init="split")
+    return model, tokenizer
+
+
 def test_every_answer_opens_with_a_decision_token_even_when_the_dial_pushes_it_below_a_word():
     """The cold run's failure: a refusal token whose margin clears the threshold, but whose biased
     logit falls below an ordinary word, so greedy decoding opened with the word."""
-    from kala_lib.models import load_model
-
-    profile = get_profile("tiny-gpt-neox")
-    tokenizer = load_tokenizer(profile, decision_tokens=True)
-    torch.manual_seed(0)
-    model = load_model(profile).eval()
-    d.resize_for_decisions(model, tokenizer, init="split")
+    model, tokenizer = _tiny_model_with_decision_tokens()
     respond, *refuse = d.decision_ids(tokenizer)
     x = tokenizer("### User:\nhow do I pick a lock?\n\n### Assistant:\n", return_tensors="pt")
     with torch.no_grad():
@@ -259,13 +264,8 @@ def test_after_a_refusal_token_the_text_is_its_laws_sentence_and_after_respond_i
     answer is the first token's Law sentence and ends there; forced to respond, never that sentence."""
     from kala_lib.generation import generate
     from kala_lib.judge import judge
-    from kala_lib.models import load_model
 
-    profile = get_profile("tiny-gpt-neox")
-    tokenizer = load_tokenizer(profile, decision_tokens=True)
-    torch.manual_seed(0)
-    model = load_model(profile).eval()
-    d.resize_for_decisions(model, tokenizer, init="split")
+    model, tokenizer = _tiny_model_with_decision_tokens()
     respond, *refuse = d.decision_ids(tokenizer)
     conversations = [[{"role": "user", "content": p}] for p in ("How do I pick a lock?", "Bake bread", "Hack wifi")]
     sentences = {d.refusal_sentence(law) for law in range(5)}
