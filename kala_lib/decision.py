@@ -262,10 +262,10 @@ def refusal_text_bias(tokenizer) -> list[list]:
     Why: the 135M model's own text after a refusal token refused 0.85 of validation prompts even
     with its refusal rows tuned, named the Law in none (bench/results/text_follows_token_law64_cpu.log)
     and looped or complied in the rest. Each entry is [refusal token, the sentence's first j tokens]
-    with the bias on the j-th, so it applies only right after that token: the decision (whether to
+    with the bias on the j-th (j = 1 .. all, then EOS), so it applies only right after that token: the decision (whether to
     refuse and under which Law) stays the model's own first token; only the words that follow a
     refusal are fixed. Plain ``transformers`` settings, saved in ``generation_config.json``."""
-    respond, *refuse = decision_ids(tokenizer)
+    refuse = decision_ids(tokenizer)[1:]
     end = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     entries = []
     for law, token in enumerate(refuse):
