@@ -249,10 +249,12 @@ REFUSAL_TEXT_BIAS = 100.0
 
 def refusal_sentence(law: int) -> str:
     """What the shipped model says after ``<|refuse_lawN|>``: the generator's first refusal opener
-    and the token's Law by number and name, a refusal the judge counts and that names its Law."""
+    (``templates.yaml``, the words KALA's training refusals open with) and the token's Law by number
+    and name, a refusal the judge counts and that names its Law."""
+    from kala_lib.ethics_corpus import templates
     from kala_lib.laws import LawCategory
 
-    return f"I can't help with that. It would go against {LawCategory(law).title}."
+    return f"{templates()['refusal_openers'][0]} It would go against {LawCategory(law).title}."
 
 
 def refusal_text_bias(tokenizer) -> list[list]:
